@@ -1,0 +1,150 @@
+"""Mixed precision: ``--amp``, ``--opt-level O0|O1|O2``, ``--loss-scale dynamic|<float>``.
+
+* O0: fp32.
+* O1: ``torch.autocast``: fp16 with a loss scaler on npu/cuda, bf16 (no scaling needed) on cpu.
+* O2: apex ``amp.initialize(opt_level='O2')`` when apex is installed; without apex it runs the
+  O1 autocast path with fp32 master weights and says so in the log. ``--apex`` asks for apex at
+  O1 too (an error when it is not installed).
+
+Nothing is changed silently: every substitution is reported through ``describe()``.
+"""
+import importlib
+
+import torch
+
+from common.errors import UserError
+
+OPT_LEVELS = ("O0", "O1", "O2")
+
+
+def parse_loss_scale(value):
+    """``'dynamic'`` or a positive float."""
+    if value in (None, "dynamic"):
+        return "dynamic"
+    try:
+        scale = float(value)
+    except (TypeError, ValueError):
+        raise UserError(f"--loss-scale {value!r} is neither 'dynamic' nor a number") from None
+    if not scale > 0:
+        raise UserError(f"--loss-scale must be positive, got {value}")
+    return scale
+
+
+def _apex_amp():
+    try:
+        return importlib.import_module("apex.amp")
+    except Exception:
+        return None
+
+
+class StaticLossScaler:
+    """Fixed loss scale (apex ``loss_scale=<float>``); steps with inf/nan gradients are skipped."""
+
+    def __init__(self, scale):
+        self._scale = float(scale)
+        self._found_inf = False
+
+    def scale(self, loss):
+        return loss * self._scale
+
+    def unscale_(self, optimizer):
+        finite = True
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad.div_(self._scale)
+                    finite &= bool(torch.isfinite(p.grad).all())
+        self._found_inf = not finite
+
+    def step(self, optimizer):
+        if not self._found_inf:
+            optimizer.step()
+
+    def update(self):
+        self._found_inf = False
+
+    def get_scale(self):
+        return self._scale
+
+    def state_dict(self):
+        return {"scale": self._scale}
+
+    def load_state_dict(self, state):
+        self._scale = float(state["scale"])
+
+
+class MixedPrecision:
+    """Autocast context, loss scaling and the backward/step of one iteration."""
+
+    def __init__(self, device_type, opt_level="O0", loss_scale="dynamic", want_apex=False):
+        if opt_level not in OPT_LEVELS:
+            raise UserError(f"--opt-level {opt_level!r} is not one of {', '.join(OPT_LEVELS)}")
+        self.device_type = device_type
+        self.opt_level = opt_level
+        self.loss_scale = parse_loss_scale(loss_scale)
+        self.enabled = opt_level != "O0"
+        self.notes = []
+        self.apex = None
+        if self.enabled and (want_apex or opt_level == "O2"):
+            self.apex = _apex_amp()
+            if self.apex is None and want_apex:
+                raise UserError("--apex was asked for but apex is not installed; install NVIDIA/"
+                                "Ascend apex or drop --apex to use torch.amp")
+            if self.apex is None:
+                self.notes.append("apex not installed: O2 runs as torch.autocast with fp32 "
+                                  "master weights (O1 semantics)")
+        self.dtype = torch.bfloat16 if device_type == "cpu" else torch.float16
+        self.scaler = None
+        if self.enabled and self.apex is None:
+            if device_type == "cpu":
+                if self.loss_scale != "dynamic":
+                    self.notes.append("cpu autocast uses bf16, which needs no loss scaling: "
+                                      f"--loss-scale {self.loss_scale} is not applied")
+            elif self.loss_scale == "dynamic":
+                self.scaler = torch.amp.GradScaler(device_type)
+            else:
+                self.scaler = StaticLossScaler(self.loss_scale)
+
+    def describe(self):
+        if not self.enabled:
+            return "fp32 (O0)"
+        backend = "apex" if self.apex else "torch.autocast"
+        scale = "none" if self.scaler is None and not self.apex else self.loss_scale
+        text = f"{self.opt_level} via {backend}, {str(self.dtype).replace('torch.', '')}, loss scale {scale}"
+        return "; ".join([text] + self.notes)
+
+    def prepare(self, model, optimizer):
+        """apex wants to wrap model and optimizer before DDP; torch.amp needs nothing."""
+        if self.apex is None:
+            return model, optimizer
+        scale = "dynamic" if self.loss_scale == "dynamic" else self.loss_scale
+        return self.apex.initialize(model, optimizer, opt_level=self.opt_level, loss_scale=scale)
+
+    def autocast(self):
+        use = self.enabled and self.apex is None
+        return torch.autocast(self.device_type, dtype=self.dtype, enabled=use)
+
+    def backward_and_step(self, loss, optimizer):
+        """Backward, (unscale), optimizer step. Returns the loss scale in use (1.0 if none)."""
+        if self.apex is not None:
+            with self.apex.scale_loss(loss, optimizer) as scaled:
+                scaled.backward()
+            optimizer.step()
+            return 1.0
+        if self.scaler is None:
+            loss.backward()
+            optimizer.step()
+            return 1.0
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(optimizer)
+        self.scaler.step(optimizer)
+        scale = float(self.scaler.get_scale())
+        self.scaler.update()
+        return scale
+
+    def state_dict(self):
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state):
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)

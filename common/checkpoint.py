@@ -1,0 +1,139 @@
+"""Checkpoint I/O.
+
+One file holds ``state_dict`` (model), ``optimizer``, ``scaler``, ``meta`` (model name,
+iteration, resolved config) and ``rng`` (torch generator states). Files are written atomically
+(temp file in the same folder, fsync, rename) and a small text file ``latest`` names the newest
+complete checkpoint, so a run killed mid-write never leaves a half file behind a pointer.
+Everything is loaded with ``torch.load(weights_only=True)``: tensors and plain containers only.
+"""
+import os
+import pickle
+import tempfile
+import zipfile
+
+import torch
+
+from common.errors import UserError
+
+LATEST = "latest"
+
+
+def _fsync_dir(path):
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path, writer):
+    """Call ``writer(fileobj)`` on a temp file next to ``path`` and rename it into place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            writer(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def save_checkpoint(work_dir, iteration, state, max_keep=None):
+    """Write ``iter_<N>.pth`` atomically, point ``latest`` at it, prune to ``max_keep``."""
+    name = f"iter_{iteration}.pth"
+    path = os.path.join(work_dir, name)
+    atomic_write_bytes(path, lambda f: torch.save(state, f))
+    atomic_write_bytes(os.path.join(work_dir, LATEST), lambda f: f.write(name.encode()))
+    if max_keep:
+        for old in list_checkpoints(work_dir)[:-max_keep]:
+            if os.path.basename(old) != name:
+                os.unlink(old)
+    return path
+
+
+def list_checkpoints(work_dir):
+    """``iter_*.pth`` files of a work dir, oldest iteration first."""
+    if not os.path.isdir(work_dir):
+        return []
+    found = []
+    for fname in os.listdir(work_dir):
+        if fname.startswith("iter_") and fname.endswith(".pth"):
+            stem = fname[5:-4]
+            if stem.isdigit():
+                found.append((int(stem), os.path.join(work_dir, fname)))
+    return [p for _, p in sorted(found)]
+
+
+def latest_checkpoint(work_dir):
+    """Path named by ``latest`` (or None when the work dir holds no complete checkpoint)."""
+    pointer = os.path.join(work_dir, LATEST)
+    if not os.path.isfile(pointer):
+        return None
+    with open(pointer) as f:
+        path = os.path.join(work_dir, f.read().strip())
+    return path if os.path.isfile(path) else None
+
+
+def load_file(path, what="checkpoint"):
+    """``torch.load(weights_only=True)`` with one-line errors for missing/corrupt/unsafe files."""
+    if not os.path.isfile(path):
+        raise UserError(f"{what} {path} does not exist; check the path")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+            raise UserError(f"{what} {path} holds Python objects beyond tensors, which are not "
+                            "loaded for safety; re-save just its state_dict with torch.save") from None
+        raise UserError(f"{what} {path} is truncated or corrupted ({first}); use another "
+                        "file") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{what} {path} is truncated or corrupted ({first}); use another "
+                        "file") from None
+
+
+def extract_state_dict(obj):
+    """Model weights from our checkpoints, mmseg/mmengine checkpoints or a bare state_dict."""
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return None
+    if obj and all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
+def load_model_weights(model, path, model_name):
+    """Load a checkpoint's weights into ``model`` with ``strict=True``; explain mismatches."""
+    obj = load_file(path)
+    meta = obj.get("meta") if isinstance(obj, dict) else None
+    if isinstance(meta, dict) and meta.get("model") not in (None, model_name):
+        raise UserError(f"checkpoint {path} was written for {meta['model']}, not {model_name}; "
+                        "pass a checkpoint of this model")
+    state = extract_state_dict(obj)
+    if state is None:
+        raise UserError(f"checkpoint {path} holds no model state_dict; pass a checkpoint "
+                        "written by train.py or an mmseg checkpoint")
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        example = (missing or unexpected or wrong)[0]
+        raise UserError(f"checkpoint {path} does not fit {model_name} with this config "
+                        f"({len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} "
+                        f"wrong-shape keys, e.g. {example}); pass the matching --config")
+    model.load_state_dict(state, strict=True)
+    return obj

@@ -1,0 +1,70 @@
+"""Building blocks shared by several networks, with mmseg's module names (so state_dict keys
+match): ``ConvModule`` (conv -> bn -> act, keys ``conv.*`` / ``bn.*``) and ``FCNHead``."""
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def resize(x, size, mode="bilinear"):
+    """Resize a feature map; bilinear never aligns corners (mmseg's align_corners=False)."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest")
+    return F.interpolate(x, size=size, mode=mode, align_corners=False)
+
+
+class ConvModule(nn.Module):
+    """Conv2d -> BatchNorm2d -> activation. The conv has no bias when a norm follows it."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
+                 groups=1, norm=True, act=True, bias="auto"):
+        super().__init__()
+        use_bias = (not norm) if bias == "auto" else bias
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
+                              groups, bias=use_bias)
+        if norm:
+            self.bn = nn.BatchNorm2d(out_channels)
+        self.activate = nn.ReLU(inplace=True) if act else None
+
+    def forward(self, x):
+        x = self.conv(x)
+        if hasattr(self, "bn"):
+            x = self.bn(x)
+        if self.activate is not None:
+            x = self.activate(x)
+        return x
+
+
+class FCNHead(nn.Module):
+    """mmseg's FCNHead: ``num_convs`` conv-bn-relu, optional concat of the input, dropout,
+    1x1 classifier ``conv_seg``. ``in_index`` picks one feature map from the backbone's tuple."""
+
+    def __init__(self, in_channels, channels, num_classes, num_convs=2, kernel_size=3,
+                 dilation=1, concat_input=True, dropout_ratio=0.1, in_index=-1):
+        super().__init__()
+        self.in_index = in_index
+        # conv_seg and dropout are created first, as in mmseg, so state_dict order matches too.
+        self.conv_seg = nn.Conv2d(channels, num_classes, kernel_size=1)
+        self.dropout = nn.Dropout2d(dropout_ratio) if dropout_ratio > 0 else None
+        padding = (kernel_size // 2) * dilation
+        if num_convs == 0:
+            if in_channels != channels:
+                raise ValueError("FCNHead with num_convs=0 needs in_channels == channels")
+            self.convs = nn.Identity()
+        else:
+            self.convs = nn.Sequential(*[
+                ConvModule(in_channels if i == 0 else channels, channels, kernel_size,
+                           padding=padding, dilation=dilation)
+                for i in range(num_convs)])
+        self.conv_cat = (ConvModule(in_channels + channels, channels, kernel_size,
+                                    padding=kernel_size // 2) if concat_input else None)
+
+    def forward(self, inputs):
+        x = inputs[self.in_index] if isinstance(inputs, (list, tuple)) else inputs
+        feats = self.convs(x)
+        if self.conv_cat is not None:
+            feats = self.conv_cat(torch.cat([x, feats], dim=1))
+        if self.dropout is not None:
+            feats = self.dropout(feats)
+        return self.conv_seg(feats)
