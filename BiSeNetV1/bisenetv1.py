@@ -9,11 +9,14 @@ Two reference configs: R50-D32 (``bisenetv1_r50-d32``: context (512,1024,2048), 
 (256,256,256,512), fusion 1024) and R18-D32 (context (128,256,512), spatial (64,64,64,128),
 fusion 256). In eval mode the network returns only the decode logits at input resolution.
 """
+import os
+
 import torch
 import torch.nn as nn
 
 from common.layers import ConvModule, FCNHead, resize
 from common.resnet import ResNet
+from common.model_spec import ModelSpec
 
 VARIANTS = {
     50: dict(context_channels=(512, 1024, 2048), spatial_channels=(256, 256, 256, 512),
@@ -138,3 +141,9 @@ class BiSeNetV1(nn.Module):
 def build_model(depth=50, num_classes=19, dropout_ratio=0.1):
     """Config ``model:`` section -> network (keys: depth, num_classes, dropout_ratio)."""
     return BiSeNetV1(depth=depth, num_classes=num_classes, dropout_ratio=dropout_ratio)
+
+
+SPEC = ModelSpec(name="BiSeNetV1", build_model=build_model,
+                 model_dir=os.path.dirname(os.path.abspath(__file__)),
+                 default_config="bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml",
+                 pretrained_target=lambda model: model.backbone.context_path.backbone)

@@ -13,3 +13,13 @@ def run_main(main, argv=None):
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def unwrap_worker_error(exc):
+    """A UserError re-raised by a DataLoader worker carries the worker's traceback in its
+    message; keep only the original one-line message."""
+    last = str(exc).strip().splitlines()[-1] if str(exc).strip() else ""
+    prefix = "UserError: "
+    if prefix in last:
+        return UserError(last.split(prefix, 1)[1])
+    return exc

@@ -1,0 +1,181 @@
+"""YAML recipes: one file per recipe, optional ``_base_: other.yaml`` (relative path) that it
+overrides section by section. Every key must be known (``DEFAULTS`` below, or the model
+builder's arguments for the ``model`` section): an unknown key or a value of the wrong type or
+out of range is a :class:`UserError` naming it.
+"""
+import copy
+import inspect
+import os
+
+import yaml
+
+from common.errors import UserError
+
+DEFAULTS = {
+    "model": {},
+    "data": {
+        "dataset": "cityscapes",
+        "num_classes": 19,
+        "ignore_index": 255,
+        "train_split": "train",
+        "val_split": "val",
+        "scale": [2048, 1024],          # RandomResize base scale (w, h)
+        "ratio_range": [0.5, 2.0],
+        "crop_size": [1024, 1024],      # (h, w)
+        "cat_max_ratio": 0.75,
+        "flip_prob": 0.5,
+        "photometric": True,
+        "pad_to_crop": False,
+        "test_scale": [2048, 1024],     # (w, h) fit for evaluation; null = keep size
+        "batch_size": 4,                # per device
+        "num_workers": 4,               # per device
+    },
+    "optim": {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005},
+    "schedule": {"max_iters": 160000, "warmup_iters": 1000, "warmup_ratio": 0.1, "power": 0.9,
+                 "eta_min": 0.0001},
+    "loss": {"weights": {"decode": 1.0}},
+    "runtime": {
+        "log_interval": 50,
+        "eval_interval": 16000,
+        "checkpoint_interval": 16000,
+        "max_keep_ckpts": 0,            # 0 = keep all
+        "seed": 0,
+        "amp": False,
+        "opt_level": "O0",
+        "loss_scale": "dynamic",
+        "deterministic": False,
+        "perf_warmup_iters": 5,         # iterations left out of the images/s figure
+    },
+}
+
+POSITIVE = {"data.num_classes", "data.batch_size", "optim.lr", "schedule.max_iters",
+            "schedule.power", "runtime.log_interval", "runtime.eval_interval",
+            "runtime.checkpoint_interval"}
+NON_NEGATIVE = {"data.num_workers", "optim.momentum", "optim.weight_decay",
+                "schedule.warmup_iters", "schedule.eta_min", "runtime.max_keep_ckpts",
+                "runtime.perf_warmup_iters", "data.flip_prob"}
+CHOICES = {"data.dataset": ("cityscapes", "voc"), "runtime.opt_level": ("O0", "O1", "O2")}
+NULLABLE = {"data.test_scale"}
+
+
+def _type_ok(default, value):
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, list):
+        return isinstance(value, list) and len(value) == len(default)
+    return isinstance(value, type(default))
+
+
+def _check_value(dotted, default, value):
+    if value is None and dotted in NULLABLE:
+        return
+    if dotted == "runtime.loss_scale":
+        if value != "dynamic" and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                   or value <= 0):
+            raise UserError(f"config key {dotted} must be 'dynamic' or a positive number, "
+                            f"got {value!r}")
+        return
+    if not _type_ok(default, value):
+        raise UserError(f"config key {dotted} must be {type(default).__name__}"
+                        + (f" of length {len(default)}" if isinstance(default, list) else "")
+                        + f", got {value!r}")
+    if dotted in POSITIVE and not value > 0:
+        raise UserError(f"config key {dotted} must be > 0, got {value}")
+    if dotted in NON_NEGATIVE and value < 0:
+        raise UserError(f"config key {dotted} must be >= 0, got {value}")
+    if dotted in CHOICES and value not in CHOICES[dotted]:
+        raise UserError(f"config key {dotted} must be one of {', '.join(CHOICES[dotted])}, "
+                        f"got {value!r}")
+
+
+def _read_yaml(path, seen=()):
+    if not os.path.isfile(path):
+        raise UserError(f"config {path} does not exist; pass one of the model's configs/*.yaml")
+    with open(path) as f:
+        try:
+            data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as exc:
+            raise UserError(f"config {path} is not valid YAML ({str(exc).splitlines()[0]})")
+    if not isinstance(data, dict):
+        raise UserError(f"config {path} must be a mapping of sections")
+    base = data.pop("_base_", None)
+    if base is None:
+        return data
+    base_path = os.path.join(os.path.dirname(path), base)
+    if os.path.abspath(base_path) in seen:
+        raise UserError(f"config {path} includes itself through _base_")
+    merged = _read_yaml(base_path, seen + (os.path.abspath(path),))
+    for section, values in data.items():
+        if isinstance(values, dict) and isinstance(merged.get(section), dict):
+            merged[section] = {**merged[section], **values}
+        else:
+            merged[section] = values
+    return merged
+
+
+def set_dotted(cfg, dotted, value):
+    """Set ``section.key`` (validated later by :func:`validate`)."""
+    section, _, key = dotted.partition(".")
+    if not key or section not in cfg:
+        raise UserError(f"config key {dotted!r} is unknown; use section.key with a section of "
+                        f"{', '.join(DEFAULTS)}")
+    cfg[section][key] = value
+
+
+def validate(cfg, model_builder=None):
+    """Check every key of ``cfg`` against the defaults and the model builder's arguments."""
+    for section, values in cfg.items():
+        if section not in DEFAULTS:
+            raise UserError(f"config section {section!r} is unknown; sections are "
+                            f"{', '.join(DEFAULTS)}")
+        if not isinstance(values, dict):
+            raise UserError(f"config section {section!r} must be a mapping")
+        if section == "model":
+            if model_builder is not None:
+                allowed = inspect.signature(model_builder).parameters
+                for key in values:
+                    if key not in allowed:
+                        raise UserError(f"config key model.{key} is unknown; the model takes "
+                                        f"{', '.join(allowed)}")
+            continue
+        if section == "loss":
+            for key, value in values.items():
+                if key != "weights" or not isinstance(value, dict):
+                    raise UserError(f"config key loss.{key} is unknown or malformed; loss "
+                                    "takes weights: {head: weight}")
+            continue
+        for key, value in values.items():
+            if key not in DEFAULTS[section]:
+                raise UserError(f"config key {section}.{key} is unknown; {section} takes "
+                                f"{', '.join(DEFAULTS[section])}")
+            _check_value(f"{section}.{key}", DEFAULTS[section][key], value)
+    return cfg
+
+
+def load_config(path, overrides=(), model_builder=None):
+    """Defaults <- YAML (with _base_) <- ``overrides`` (``[(dotted_key, value), ...]``)."""
+    cfg = copy.deepcopy(DEFAULTS)
+    for section, values in _read_yaml(path).items():
+        if section in cfg and isinstance(values, dict):
+            cfg[section].update(values)
+        else:
+            cfg[section] = values
+    validate(cfg, model_builder)
+    for dotted, value in overrides:
+        set_dotted(cfg, dotted, value)
+    return validate(cfg, model_builder)
+
+
+def parse_cfg_option(text):
+    """``section.key=value`` with a YAML value (``data.crop_size=[64,64]``)."""
+    key, sep, raw = text.partition("=")
+    if not sep:
+        raise UserError(f"--cfg-options item {text!r} must look like section.key=value")
+    try:
+        return key.strip(), yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise UserError(f"--cfg-options value in {text!r} is not valid YAML") from None

@@ -1,0 +1,256 @@
+"""The iteration-based training loop and the evaluation loop, shared by every model.
+
+Training (read top to bottom in :func:`train`): draw a batch from the infinite seeded sampler,
+normalise on the device, forward under autocast, sum the weighted losses of the main and
+auxiliary heads, backward + SGD step through :class:`common.amp.MixedPrecision`, set the LR for
+the next iteration from the closed-form schedule, log every ``log_interval``, evaluate every
+``eval_interval`` and checkpoint every ``checkpoint_interval`` (and at the end).
+
+Evaluation: whole-image inference, logits resized to the label size, one confusion matrix over
+the split; with several processes each rank takes images ``rank::world_size`` (every image
+exactly once) and the matrices are summed.
+"""
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from common import distributed
+from common.checkpoint import save_checkpoint
+from common.datasets import InfiniteSampler, PadCollate, zero_padding
+from common.device import memory_mb, synchronize
+from common.errors import UserError, unwrap_worker_error
+from common.inference import predict_logits
+from common.layers import resize
+from common.logfmt import format_summary, format_train, format_val
+from common.lr_schedule import schedule_from_config, set_lr
+from common.metrics import compute_metrics, confusion_matrix, per_class_table
+from common.transforms import Normalize
+
+
+def seg_losses(outputs, label, weights, ignore_index=255):
+    """Weighted cross-entropy of every head, logits resized to the label size.
+
+    Mean over all pixels, ignored ones counting zero: mmseg's CrossEntropyLoss default
+    (``avg_non_ignore=False``). Returns (total, {"<head>.loss_ce": value}).
+    """
+    terms = {}
+    total = 0.0
+    for name, logits in outputs.items():
+        weight = weights.get(name)
+        if weight is None:
+            raise UserError(f"config loss.weights has no weight for head {name!r}; heads are "
+                            f"{', '.join(outputs)}")
+        logits = resize(logits, label.shape[-2:])
+        loss = F.cross_entropy(logits.float(), label, ignore_index=ignore_index,
+                               reduction="none").mean()
+        terms[f"{name}.loss_ce"] = loss.detach()
+        total = total + weight * loss
+    return total, terms
+
+
+@dataclass
+class TrainState:
+    """What a run needs besides the model: given to :func:`train` by train_cli."""
+    cfg: dict
+    model_name: str
+    device: torch.device
+    dist: distributed.DistInfo
+    amp: object
+    work_dir: str
+    log: object
+    class_names: tuple
+    start_iter: int = 0
+    validate: bool = True
+    profile: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def build_train_loader(dataset, cfg, state):
+    data = cfg["data"]
+    sampler = InfiniteSampler(len(dataset), data["batch_size"], state.dist.rank,
+                              state.dist.world_size, cfg["runtime"]["seed"], state.start_iter)
+    workers = data["num_workers"]
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=data["batch_size"], sampler=sampler, num_workers=workers,
+        collate_fn=PadCollate(data["crop_size"], data["ignore_index"]), pin_memory=state.device.type == "cuda", drop_last=True,
+        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+
+
+def next_batch(loader_iter):
+    try:
+        return next(loader_iter)
+    except UserError as exc:  # re-raised from a worker with its traceback folded in
+        raise unwrap_worker_error(exc) from None
+
+
+def checkpoint_state(model, optimizer, state, iteration):
+    rng = {"torch": torch.get_rng_state()}
+    if state.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(state.device)
+    return {"meta": {"model": state.model_name, "iteration": iteration, "config": state.cfg,
+                     "world_size": state.dist.world_size},
+            "state_dict": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": state.amp.state_dict(),
+            "rng": rng}
+
+
+def unwrap(model):
+    return model.module if hasattr(model, "module") else model
+
+
+def train(model, optimizer, train_set, val_set, state):
+    """Run iterations ``start_iter .. max_iters``; return the last evaluation metrics."""
+    cfg = state.cfg
+    rt, max_iters = cfg["runtime"], cfg["schedule"]["max_iters"]
+    lr_of = schedule_from_config(cfg)
+    normalize = Normalize()
+    global_batch = cfg["data"]["batch_size"] * state.dist.world_size
+    loader_iter = iter(build_train_loader(train_set, cfg, state))
+    log, metrics = state.log, None
+    model.train()
+    window = {"loss_sum": {}, "n": 0, "time": 0.0, "data": 0.0}
+    perf_start_iter = state.start_iter + rt["perf_warmup_iters"]
+    perf_t0 = None
+    profiler = start_profiler(state) if state.profile else None
+    progress = (tqdm(total=max_iters, initial=state.start_iter, desc="train", file=sys.stderr)
+                if sys.stderr.isatty() and state.dist.is_main else None)
+    t_end = time.perf_counter()
+    for iteration in range(state.start_iter, max_iters):
+        if iteration == perf_start_iter:
+            synchronize(state.device)
+            perf_t0 = time.perf_counter()
+        images, labels, valid = next_batch(loader_iter)
+        t_data = time.perf_counter()
+        images = zero_padding(normalize(images.to(state.device, non_blocking=True)), valid)
+        labels = labels.to(state.device, non_blocking=True)
+        set_lr(optimizer, lr_of(iteration))
+        with state.amp.autocast():
+            outputs = model(images)
+        loss, terms = seg_losses(outputs, labels, cfg["loss"]["weights"],
+                                 cfg["data"]["ignore_index"])
+        optimizer.zero_grad(set_to_none=True)
+        state.amp.backward_and_step(loss, optimizer)
+        for key, value in {"loss": loss.detach(), **terms}.items():
+            window["loss_sum"][key] = window["loss_sum"].get(key, 0.0) + value
+        done = iteration + 1
+        if profiler is not None:
+            profiler.step()
+        if progress is not None:
+            progress.update(1)
+        if done % rt["log_interval"] == 0 or done == max_iters:
+            synchronize(state.device)
+        now = time.perf_counter()
+        window["n"] += 1
+        window["time"] += now - t_end
+        window["data"] += t_data - t_end
+        t_end = now
+        if done % rt["log_interval"] == 0 or done == max_iters:
+            n = window["n"]
+            losses = {k: float(v) / n for k, v in window["loss_sum"].items()}
+            losses = distributed.reduce_mean_scalars(losses, state.device)
+            if not all(map(lambda v: v == v and abs(v) != float("inf"), losses.values())):
+                raise UserError(f"loss became non-finite at iteration {done} ({losses}); lower "
+                                "--lr or check the data")
+            iter_time = window["time"] / n
+            log(format_train(done, max_iters, optimizer.param_groups[0]["lr"], losses,
+                             iter_time, window["data"] / n, global_batch / iter_time,
+                             memory_mb(state.device)))
+            window = {"loss_sum": {}, "n": 0, "time": 0.0, "data": 0.0}
+        if done % rt["checkpoint_interval"] == 0 or done == max_iters:
+            if state.dist.is_main:
+                path = save_checkpoint(state.work_dir, done,
+                                       checkpoint_state(model, optimizer, state, done),
+                                       rt["max_keep_ckpts"] or None)
+                log(f"Saved checkpoint {path}")
+            distributed.barrier()
+        if state.validate and (done % rt["eval_interval"] == 0 or done == max_iters):
+            metrics = evaluate(model, val_set, state, done)
+            model.train()
+    synchronize(state.device)
+    if progress is not None:
+        progress.close()
+    if profiler is not None:
+        stop_profiler(profiler, state)
+    if perf_t0 is not None and max_iters > perf_start_iter:
+        measured = max_iters - perf_start_iter
+        elapsed = time.perf_counter() - perf_t0
+        log(format_summary(measured, measured * global_batch / elapsed,
+                           1000 * elapsed / measured, elapsed))
+    return metrics
+
+
+def first_item(batch):
+    return batch[0]
+
+
+@torch.no_grad()
+def evaluate(model, dataset, state, iteration=0, mode="whole"):
+    """Confusion-matrix evaluation of ``dataset``; logs and returns the metrics."""
+    cfg = state.cfg
+    num_classes = cfg["data"]["num_classes"]
+    net = unwrap(model)
+    net.eval()
+    indices = list(range(state.dist.rank, len(dataset), state.dist.world_size))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(dataset, indices), batch_size=1,
+        num_workers=min(cfg["data"]["num_workers"], 2), collate_fn=first_item)
+    cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=state.device)
+    iterator = loader
+    if state.dist.is_main:
+        iterator = tqdm(loader, desc="eval", file=sys.stderr, mininterval=2.0)
+    it = iter(iterator)
+    synchronize(state.device)
+    t0 = time.perf_counter()
+    for _ in range(len(indices)):
+        image, label, _ = next_batch(it)
+        logits = predict_logits(net, image.to(state.device), label.shape[-2:], state.amp)
+        cm += confusion_matrix(logits.argmax(1)[0], label.to(state.device), num_classes,
+                               cfg["data"]["ignore_index"])
+    distributed.all_reduce_sum(cm)
+    images_per_s = len(dataset) / max(time.perf_counter() - t0, 1e-9)
+    metrics = compute_metrics(cm.cpu())
+    state.log(format_val(iteration, cfg["schedule"]["max_iters"], mode, metrics, images_per_s))
+    state.log("\n".join(per_class_table(state.class_names, metrics)))
+    if state.dist.is_main:
+        write_eval_json(state, iteration, mode, metrics, cm)
+    return metrics
+
+
+def write_eval_json(state, iteration, mode, metrics, cm):
+    """``eval_iter_<N>.json`` next to the checkpoints: summary, per-class table, matrix."""
+    record = {"iteration": iteration, "mode": mode,
+              **{k: metrics[k] for k in ("aAcc", "mIoU", "mAcc")},
+              "per_class": [{"class": n, "IoU": i, "Acc": a} for n, i, a in
+                            zip(state.class_names, metrics["IoU"], metrics["Acc"])],
+              "confusion_matrix": cm.cpu().tolist()}
+    os.makedirs(state.work_dir, exist_ok=True)
+    with open(os.path.join(state.work_dir, f"eval_iter_{iteration}.json"), "w") as f:
+        json.dump(record, f, indent=1, allow_nan=True)
+
+
+def start_profiler(state):
+    """``--prof``: record 5 iterations after 2 of warm-up into a Chrome trace."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if state.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    prof = torch.profiler.profile(activities=activities,
+                                  schedule=torch.profiler.schedule(wait=0, warmup=2, active=5,
+                                                                   repeat=1))
+    prof.start()
+    return prof
+
+
+def stop_profiler(prof, state):
+    prof.stop()
+    if state.dist.is_main:
+        path = os.path.join(state.work_dir, "profile_trace.json")
+        prof.export_chrome_trace(path)
+        state.log(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        state.log(f"Profiler trace written to {path}")

@@ -1,0 +1,12 @@
+"""What a model directory tells the shared tools (train, export, demo) about its network."""
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+
+@dataclass
+class ModelSpec:
+    name: str                     # "BiSeNetV1": checkpoints record it, scripts print it
+    build_model: Callable         # the config's ``model:`` section (kwargs) -> nn.Module
+    model_dir: str                # the model directory; its configs/ holds the recipes
+    default_config: str           # file name under configs/
+    pretrained_target: Optional[Callable] = None  # model -> module that takes ImageNet weights

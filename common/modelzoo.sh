@@ -1,0 +1,142 @@
+# Shared body of the ModelZoo launch scripts (test/train_{full,performance,eval}_{1p,8p}.sh).
+# A script sources this file and calls:  zoo_main <full|perf|eval> <1p|8p> "$@"
+# Arguments are --key=value; see zoo_usage. Environment: ASCEND_DEVICE_ID (default 0),
+# RANK_SIZE (processes per node for 8p scripts, default 8), MASTER_ADDR / MASTER_PORT.
+
+ZOO_COMMON_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ZOO_REPO_DIR="$(dirname "$ZOO_COMMON_DIR")"
+
+zoo_usage() {
+  cat <<USAGE
+usage: bash test/$(basename "$0") [--key=value ...]
+  --data_path=DIR        dataset root (default: synthetic dataset, generated once)
+  --config=FILE          recipe (default: the model's recipe; the synthetic smoke config
+                         when --data_path is not given)
+  --batch_size=N         images per device        --max_iters=N   iterations
+  --precision_mode=O0|O1|O2 (also fp32, amp)      --loss_scale=dynamic|FLOAT
+  --device=auto|npu|cuda|cpu                      --device_id=N   (sets ASCEND_DEVICE_ID)
+  --device_list=0,1,...  device ids of the local ranks
+  --workers=N            data loader workers per device
+  --work_dir=DIR         checkpoints (full/eval default: work_dirs/<config name>)
+  --checkpoint=FILE      checkpoint to evaluate (eval scripts; default: work dir's latest)
+  --pretrained=FILE      ImageNet backbone weights
+  --nnodes=N --node_rank=R --master_addr=HOST --master_port=PORT   (8p scripts, multi-node)
+Outputs go to test/output/\${ASCEND_DEVICE_ID}/ (the previous run's folder is kept as .prev).
+USAGE
+}
+
+zoo_die() { echo "error: $*" >&2; exit 2; }
+
+zoo_parse() {
+  data_path="" config="" batch_size="" max_iters="" precision_mode="" loss_scale=""
+  device="auto" device_list="" workers="" work_dir="" checkpoint="" pretrained=""
+  nnodes="1" node_rank="0" master_addr="${MASTER_ADDR:-127.0.0.1}"
+  master_port="${MASTER_PORT:-29500}"
+  local arg key value
+  for arg in "$@"; do
+    case "$arg" in
+      -h|--help) zoo_usage; exit 0 ;;
+      --*=*) key="${arg%%=*}"; key="${key#--}"; value="${arg#*=}" ;;
+      *) zoo_die "argument '$arg' is not --key=value; see --help" ;;
+    esac
+    case "$key" in
+      data_path|config|batch_size|max_iters|precision_mode|loss_scale|device|device_list|\
+      workers|work_dir|checkpoint|pretrained|nnodes|node_rank|master_addr|master_port)
+        printf -v "$key" '%s' "$value" ;;
+      device_id) export ASCEND_DEVICE_ID="$value" ;;
+      *) zoo_die "unknown argument --$key; see --help" ;;
+    esac
+  done
+  case "$precision_mode" in
+    ""|O0|O1|O2) ;;
+    fp32) precision_mode=O0 ;;
+    amp) precision_mode=O1 ;;
+    *) zoo_die "--precision_mode=$precision_mode is not one of O0, O1, O2, fp32, amp" ;;
+  esac
+}
+
+# Absolute path of a user path given relative to where the script was started.
+zoo_abspath() {
+  case "$1" in
+    "") printf '' ;;
+    /*) printf '%s' "$1" ;;
+    *) printf '%s' "$ZOO_START_DIR/$1" ;;
+  esac
+}
+
+zoo_main() {
+  local mode="$1" scale="$2"; shift 2
+  ZOO_START_DIR="$PWD"
+  zoo_parse "$@"
+  ZOO_MODEL_DIR="$(cd "$(dirname "$0")/.." && pwd)"
+  cd "$ZOO_MODEL_DIR"
+  Network="$(basename "$ZOO_MODEL_DIR")"
+  export ASCEND_DEVICE_ID="${ASCEND_DEVICE_ID:-0}"
+  local ranks=1
+  [ "$scale" = 8p ] && ranks="${RANK_SIZE:-8}"
+  export RANK_SIZE="$ranks"
+  data_path="$(zoo_abspath "$data_path")"
+  config="$(zoo_abspath "$config")"
+  checkpoint="$(zoo_abspath "$checkpoint")"
+  pretrained="$(zoo_abspath "$pretrained")"
+  work_dir="$(zoo_abspath "$work_dir")"
+  if [ -n "$data_path" ] && [ ! -d "$data_path" ]; then
+    zoo_die "--data_path=$data_path does not exist; pass the dataset root or omit it for synthetic data"
+  fi
+  if [ -z "$config" ]; then
+    if [ -n "$data_path" ]; then config="$ZOO_MODEL_DIR/configs/$ZOO_RECIPE"
+    else config="$ZOO_MODEL_DIR/configs/$ZOO_SMOKE"; fi
+  fi
+  [ -f "$config" ] || zoo_die "--config=$config does not exist"
+  if [ -z "$data_path" ]; then
+    data_path="$(cd "$ZOO_REPO_DIR" && python3 -m "$ZOO_SYNTHETIC")" \
+      || zoo_die "could not generate the synthetic dataset"
+  fi
+
+  local out="$ZOO_MODEL_DIR/test/output/$ASCEND_DEVICE_ID"
+  if [ -d "$out" ]; then rm -rf "$out.prev"; mv "$out" "$out.prev"; fi
+  mkdir -p "$out"
+  local log="$out/train_${ASCEND_DEVICE_ID}.log"
+
+  local args=(--data_path="$data_path" --config="$config" --device="$device")
+  [ -n "$batch_size" ] && args+=(--batch_size="$batch_size")
+  [ -n "$precision_mode" ] && args+=(--opt-level="$precision_mode")
+  [ -n "$loss_scale" ] && args+=(--loss-scale="$loss_scale")
+  [ -n "$device_list" ] && args+=(--device_list="$device_list")
+  [ -n "$workers" ] && args+=(--workers="$workers")
+  [ -n "$pretrained" ] && args+=(--pretrained="$pretrained")
+  local case
+  case "$mode" in
+    full)
+      case=acc
+      [ -n "$max_iters" ] && args+=(--max_iters="$max_iters")
+      args+=(--work-dir="${work_dir:-$ZOO_MODEL_DIR/work_dirs/$(basename "$config" .yaml)}") ;;
+    perf)
+      case=perf
+      if [ -z "$max_iters" ]; then max_iters="$ZOO_PERF_ITERS"; fi
+      args+=(--max_iters="$max_iters" --no-validate --work-dir="${work_dir:-$out/work_dir}") ;;
+    eval)
+      case=eval
+      args+=(--eval-only --work-dir="${work_dir:-$ZOO_MODEL_DIR/work_dirs/$(basename "$config" .yaml)}")
+      [ -n "$checkpoint" ] && args+=(--checkpoint="$checkpoint") ;;
+  esac
+  args+=(--log-file="$out/train_${ASCEND_DEVICE_ID}_rank{rank}.log")
+
+  local start end status=0
+  start=$(date +%s)
+  if [ "$scale" = 8p ]; then
+    python3 -m torch.distributed.run --nproc_per_node="$ranks" --nnodes="$nnodes" \
+      --node_rank="$node_rank" --master_addr="$master_addr" --master_port="$master_port" \
+      train.py "${args[@]}" > "$log" 2>&1 || status=$?
+  else
+    python3 train.py "${args[@]}" > "$log" 2>&1 || status=$?
+  fi
+  end=$(date +%s)
+  if [ "$status" -ne 0 ]; then
+    tail -n 5 "$log" >&2
+    zoo_die "$Network $mode run failed (exit $status); full log: $log"
+  fi
+  [ "$scale" = 8p ] && [ "$node_rank" != 0 ] && { echo "node $node_rank done; node 0 writes the result log"; return 0; }
+  (cd "$ZOO_REPO_DIR" && python3 -m common.result_log --log "$log" --network "$Network" \
+    --case "$case" --out-dir "$out" --e2e-seconds "$((end - start))")
+}

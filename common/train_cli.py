@@ -1,0 +1,200 @@
+"""The shared ``train.py``: flags, config resolution, set-up, then the engine.
+
+Each model directory's train.py is three lines: it hands :func:`main` a :class:`ModelSpec`.
+Flags (the seeds' set, DESIGN.md) override the YAML config; a work dir that already holds a
+checkpoint resumes from it automatically.
+"""
+import argparse
+import os
+import random
+import numpy as np
+import torch
+
+from common import distributed
+from common.amp import MixedPrecision
+from common.checkpoint import latest_checkpoint, load_file, load_model_weights
+from common.config import load_config, parse_cfg_option
+from common.data import build_train_set, build_val_set, class_names
+from common.device import DEVICE_CHOICES, select_device
+from common.engine import TrainState, evaluate, train
+from common.errors import UserError
+from common.logfmt import format_run
+from common.pretrained import load_pretrained_backbone
+from common.run_logger import RunLogger
+from common.synthetic_cityscapes import ensure_synthetic_cityscapes
+
+
+def build_parser(spec):
+    p = argparse.ArgumentParser(description=f"Train / evaluate {spec.name}.")
+    p.add_argument("--data_path", "--data-path", dest="data_path", default=None,
+                   help="dataset root (default: the synthetic dataset, generated once)")
+    p.add_argument("--config", default=None,
+                   help=f"YAML recipe (default configs/{spec.default_config})")
+    p.add_argument("--work-dir", "--work_dir", dest="work_dir", default=None,
+                   help="checkpoints and logs (default work_dirs/<config name>)")
+    p.add_argument("--load-from", dest="load_from", default=None,
+                   help="initialise weights from a checkpoint (fine-tuning; iteration 0)")
+    p.add_argument("--resume-from", dest="resume_from", default=None,
+                   help="resume a run from this checkpoint (default: the work dir's latest)")
+    p.add_argument("--pretrained", default=None,
+                   help="ImageNet ResNet weights (torchvision or mmcv format) for the backbone")
+    p.add_argument("--no-validate", dest="no_validate", action="store_true",
+                   help="skip evaluation during and after training")
+    p.add_argument("--eval-only", dest="eval_only", action="store_true",
+                   help="evaluate --checkpoint (default: the work dir's latest) and exit")
+    p.add_argument("--checkpoint", default=None, help="checkpoint for --eval-only")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--device_list", "--device-list", dest="device_list", default=None,
+                   help="comma-separated device ids, one per local rank")
+    p.add_argument("--amp", action="store_true", help="mixed precision (O1 unless --opt-level)")
+    p.add_argument("--opt-level", "--opt_level", dest="opt_level", default=None,
+                   choices=("O0", "O1", "O2"))
+    p.add_argument("--loss-scale", "--loss_scale", dest="loss_scale", default=None,
+                   help="'dynamic' or a number")
+    p.add_argument("--apex", action="store_true", help="use apex amp (must be installed)")
+    p.add_argument("--prof", action="store_true", help="profile 5 iterations (Chrome trace)")
+    p.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=None,
+                   help="images per device")
+    p.add_argument("--max_iters", "--max-iters", dest="max_iters", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--eval_interval", "--eval-interval", dest="eval_interval", type=int,
+                   default=None)
+    p.add_argument("--workers", type=int, default=None, help="data loader workers per device")
+    p.add_argument("--log-file", dest="log_file", default=None,
+                   help="per-rank log path; '{rank}' is replaced (default <work-dir>/train_rank{rank}.log)")
+    p.add_argument("--cfg-options", dest="cfg_options", nargs="+", default=[],
+                   metavar="SECTION.KEY=VALUE", help="override any config value")
+    return p
+
+
+FLAG_TO_KEY = {"batch_size": "data.batch_size", "max_iters": "schedule.max_iters",
+               "lr": "optim.lr", "eval_interval": "runtime.eval_interval",
+               "seed": "runtime.seed", "workers": "data.num_workers",
+               "opt_level": "runtime.opt_level", "loss_scale": "runtime.loss_scale"}
+
+
+def resolve_config(args, spec):
+    path = args.config or os.path.join(spec.model_dir, "configs", spec.default_config)
+    overrides = [parse_cfg_option(o) for o in args.cfg_options]
+    for flag, key in FLAG_TO_KEY.items():
+        value = getattr(args, flag)
+        if value is not None:
+            if flag == "loss_scale" and value != "dynamic":
+                try:
+                    value = float(value)
+                except ValueError:
+                    raise UserError(f"--loss-scale {value!r} is neither 'dynamic' nor a "
+                                    "number") from None
+            overrides.append((key, value))
+    if args.amp:
+        if args.opt_level == "O0":
+            raise UserError("--amp contradicts --opt-level O0; drop one of them")
+        overrides.append(("runtime.amp", True))
+    cfg = load_config(path, overrides, spec.build_model)
+    if cfg["runtime"]["amp"] and cfg["runtime"]["opt_level"] == "O0":
+        cfg["runtime"]["opt_level"] = "O1"
+    return cfg, path
+
+
+def seed_everything(seed, deterministic):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def resolve_data_root(args, cfg, log):
+    if args.data_path:
+        return os.path.abspath(args.data_path)
+    if cfg["data"]["dataset"] != "cityscapes":
+        raise UserError("--data_path is required for this dataset")
+    root = ensure_synthetic_cityscapes()
+    log(f"No --data_path: using synthetic Cityscapes at {root}")
+    return root
+
+
+def restore(model, optimizer, amp, path, spec):
+    """Resume: weights, optimizer, scaler, RNG; returns the iteration to continue from."""
+    ckpt = load_model_weights(model, path, spec.name)
+    missing = [k for k in ("optimizer", "meta") if k not in ckpt]
+    if missing:
+        raise UserError(f"{path} holds weights only (no {', '.join(missing)}), so it cannot be "
+                        "resumed; pass it as --load-from instead")
+    optimizer.load_state_dict(ckpt["optimizer"])
+    amp.load_state_dict(ckpt.get("scaler", {}))
+    rng = ckpt.get("rng", {})
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"])
+    return int(ckpt["meta"]["iteration"])
+
+
+def main(argv, spec):
+    args = build_parser(spec).parse_args(argv)
+    cfg, config_path = resolve_config(args, spec)
+    info = distributed.env_dist_info()
+    device = select_device(args.device, info.local_rank, args.device_list)
+    work_dir = os.path.abspath(args.work_dir or os.path.join(
+        "work_dirs", os.path.splitext(os.path.basename(config_path))[0]))
+    log_path = (args.log_file or os.path.join(work_dir, "train_rank{rank}.log")).replace(
+        "{rank}", str(info.rank))
+    log = RunLogger(log_path, echo=info.is_main)
+    distributed.init_distributed(info, device.type)
+    try:
+        return run(args, cfg, config_path, spec, info, device, work_dir, log)
+    finally:
+        distributed.shutdown()
+        log.close()
+
+
+def run(args, cfg, config_path, spec, info, device, work_dir, log):
+    rt = cfg["runtime"]
+    seed_everything(rt["seed"] + info.rank, rt["deterministic"])
+    amp = MixedPrecision(device.type, rt["opt_level"], rt["loss_scale"], args.apex)
+    log(f"{spec.name} | config {config_path} | device {device} | precision {amp.describe()}")
+    log(format_run(spec.name, info.world_size, cfg["data"]["batch_size"],
+                   cfg["schedule"]["max_iters"]))
+    data_root = resolve_data_root(args, cfg, log)
+    val_set = None if args.no_validate and not args.eval_only else build_val_set(cfg, data_root)
+    model = spec.build_model(**cfg["model"])
+    state = TrainState(cfg=cfg, model_name=spec.name, device=device, dist=info, amp=amp,
+                       work_dir=work_dir, log=log, class_names=class_names(cfg),
+                       validate=not args.no_validate, profile=args.prof)
+    if args.eval_only:
+        ckpt = args.checkpoint or latest_checkpoint(work_dir)
+        if ckpt is None:
+            raise UserError(f"--eval-only needs --checkpoint (no checkpoint in {work_dir})")
+        load_model_weights(model, ckpt, spec.name)
+        log(f"Evaluating {ckpt}")
+        model.to(device)
+        return evaluate(model, val_set, state, iteration=load_file(ckpt).get(
+            "meta", {}).get("iteration", 0))
+    train_set = build_train_set(cfg, data_root)
+    if args.pretrained:
+        target = spec.pretrained_target(model) if spec.pretrained_target else model
+        log(load_pretrained_backbone(target, args.pretrained).summary())
+    if args.load_from:
+        load_model_weights(model, args.load_from, spec.name)
+        log(f"Loaded weights from {args.load_from}")
+    model.to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg["optim"]["lr"],
+                                momentum=cfg["optim"]["momentum"],
+                                weight_decay=cfg["optim"]["weight_decay"])
+    model, optimizer = amp.prepare(model, optimizer)
+    resume = args.resume_from or latest_checkpoint(work_dir)
+    if resume:
+        state.start_iter = restore(model, optimizer, amp, resume, spec)
+        log(f"Resumed from {resume} at iteration {state.start_iter}")
+    if info.enabled:
+        model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type != "cpu" else None)
+    log(f"Training {len(train_set)} images, {cfg['data']['batch_size']} per device x "
+        f"{info.world_size}, iterations {state.start_iter}..{cfg['schedule']['max_iters']}, "
+        f"work dir {work_dir}")
+    return train(model, optimizer, train_set, val_set, state)

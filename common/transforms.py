@@ -1,0 +1,200 @@
+"""mmseg's train/test transforms on numpy arrays (REFERENCE section 2).
+
+A sample is ``(img, label)``: ``img`` HxWx3 uint8 RGB, ``label`` HxW uint8 (255 = ignore).
+Random transforms take an explicit ``numpy.random.Generator`` so that every sample's
+augmentation is a pure function of its seed (the sampler derives one per sample), which makes
+data order and augmentation reproducible across resumes and worker counts. Normalisation runs
+on the device, batched (:class:`Normalize`), as mmseg's data preprocessor does.
+"""
+import cv2
+import numpy as np
+import torch
+
+MEAN = (123.675, 116.28, 103.53)
+STD = (58.395, 57.12, 57.375)
+
+
+def rescale_size(width, height, scale):
+    """Size that fits (w, h) inside ``scale`` keeping aspect ratio (mmcv's ``rescale_size``)."""
+    long_edge, short_edge = max(scale), min(scale)
+    factor = min(long_edge / max(width, height), short_edge / min(width, height))
+    return int(width * factor + 0.5), int(height * factor + 0.5)
+
+
+def resize_pair(img, label, size):
+    """Bilinear for the image, nearest for the label; ``size`` is (w, h)."""
+    w, h = size
+    if (img.shape[1], img.shape[0]) == (w, h):
+        return img, label
+    img = cv2.resize(img, (w, h), interpolation=cv2.INTER_LINEAR)
+    if label is not None:
+        label = cv2.resize(label, (w, h), interpolation=cv2.INTER_NEAREST)
+    return img, label
+
+
+class RandomResize:
+    """Scale (w, h) times a ratio drawn from ``ratio_range``, aspect ratio kept."""
+
+    def __init__(self, scale=(2048, 1024), ratio_range=(0.5, 2.0)):
+        self.scale = scale
+        self.ratio_range = ratio_range
+
+    def __call__(self, img, label, rng):
+        ratio = rng.uniform(*self.ratio_range)
+        target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
+        return resize_pair(img, label, rescale_size(img.shape[1], img.shape[0], target))
+
+
+class RandomCrop:
+    """Crop (h, w); with ``cat_max_ratio`` < 1, up to 10 tries to find a crop whose most
+    frequent non-ignore class covers less than that share (else a fresh, 11th crop)."""
+
+    def __init__(self, crop_size, cat_max_ratio=1.0, ignore_index=255):
+        self.crop_h, self.crop_w = crop_size
+        self.cat_max_ratio = cat_max_ratio
+        self.ignore_index = ignore_index
+
+    def _bbox(self, shape, rng):
+        margin_h = max(shape[0] - self.crop_h, 0)
+        margin_w = max(shape[1] - self.crop_w, 0)
+        y = int(rng.integers(0, margin_h + 1))
+        x = int(rng.integers(0, margin_w + 1))
+        return y, min(y + self.crop_h, shape[0]), x, min(x + self.crop_w, shape[1])
+
+    def __call__(self, img, label, rng):
+        y1, y2, x1, x2 = self._bbox(img.shape, rng)
+        if self.cat_max_ratio < 1.0:
+            for _ in range(10):
+                labels, counts = np.unique(label[y1:y2, x1:x2], return_counts=True)
+                counts = counts[labels != self.ignore_index]
+                if len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio:
+                    break
+                y1, y2, x1, x2 = self._bbox(img.shape, rng)
+        return img[y1:y2, x1:x2], label[y1:y2, x1:x2]
+
+
+class RandomFlip:
+    """Horizontal flip with probability ``prob``."""
+
+    def __init__(self, prob=0.5):
+        self.prob = prob
+
+    def __call__(self, img, label, rng):
+        if rng.random() < self.prob:
+            return img[:, ::-1], label[:, ::-1]
+        return img, label
+
+
+class PhotoMetricDistortion:
+    """Brightness, contrast (before or after the rest, at random), saturation, hue; each
+    applied with probability 0.5 (mmseg's PhotoMetricDistortion)."""
+
+    def __init__(self, brightness_delta=32, contrast_range=(0.5, 1.5),
+                 saturation_range=(0.5, 1.5), hue_delta=18):
+        self.brightness_delta = brightness_delta
+        self.contrast_range = contrast_range
+        self.saturation_range = saturation_range
+        self.hue_delta = hue_delta
+
+    @staticmethod
+    def _convert(img, alpha=1.0, beta=0.0):
+        return np.clip(img.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+
+    def _contrast(self, img, rng):
+        if rng.integers(2):
+            img = self._convert(img, alpha=rng.uniform(*self.contrast_range))
+        return img
+
+    def __call__(self, img, label, rng):
+        if rng.integers(2):
+            img = self._convert(img, beta=rng.uniform(-self.brightness_delta,
+                                                      self.brightness_delta))
+        contrast_first = rng.integers(2) == 1
+        if contrast_first:
+            img = self._contrast(img, rng)
+        if rng.integers(2):
+            hsv = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2HSV)
+            hsv[:, :, 1] = self._convert(hsv[:, :, 1], alpha=rng.uniform(*self.saturation_range))
+            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        if rng.integers(2):
+            hsv = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2HSV)
+            shift = int(rng.integers(-self.hue_delta, self.hue_delta + 1))
+            hsv[:, :, 0] = (hsv[:, :, 0].astype(int) + shift) % 180
+            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+        if not contrast_first:
+            img = self._contrast(img, rng)
+        return img, label
+
+
+class Pad:
+    """Pad bottom/right up to ``size`` (h, w): image with 0, label with the ignore index."""
+
+    def __init__(self, size, ignore_index=255):
+        self.size = size
+        self.ignore_index = ignore_index
+
+    def __call__(self, img, label, rng=None):
+        pad_h = max(self.size[0] - img.shape[0], 0)
+        pad_w = max(self.size[1] - img.shape[1], 0)
+        if pad_h == 0 and pad_w == 0:
+            return img, label
+        img = np.pad(img, ((0, pad_h), (0, pad_w), (0, 0)), constant_values=0)
+        label = np.pad(label, ((0, pad_h), (0, pad_w)), constant_values=self.ignore_index)
+        return img, label
+
+
+class Compose:
+    def __init__(self, transforms):
+        self.transforms = transforms
+
+    def __call__(self, img, label, rng):
+        for t in self.transforms:
+            img, label = t(img, label, rng)
+        return img, label
+
+
+def build_train_pipeline(data_cfg):
+    """The mmseg train pipeline from a config's ``data`` section."""
+    steps = [RandomResize(tuple(data_cfg["scale"]), tuple(data_cfg["ratio_range"])),
+             RandomCrop(tuple(data_cfg["crop_size"]), data_cfg["cat_max_ratio"],
+                        data_cfg["ignore_index"]),
+             RandomFlip(data_cfg["flip_prob"])]
+    if data_cfg["photometric"]:
+        steps.append(PhotoMetricDistortion())
+    if data_cfg["pad_to_crop"]:
+        steps.append(Pad(tuple(data_cfg["crop_size"]), data_cfg["ignore_index"]))
+    return Compose(steps)
+
+
+class TestResize:
+    """Resize the image (not the label) to fit ``scale`` keeping ratio; None = unchanged."""
+
+    def __init__(self, scale):
+        self.scale = tuple(scale) if scale else None
+
+    def __call__(self, img, label, rng=None):
+        if self.scale is None:
+            return img, label
+        size = rescale_size(img.shape[1], img.shape[0], self.scale)
+        resized, _ = resize_pair(img, None, size)
+        return resized, label
+
+
+class Normalize:
+    """Batched, on-device: uint8 NCHW RGB -> float (x - mean) / std."""
+
+    def __init__(self, mean=MEAN, std=STD):
+        self.mean = torch.tensor(mean).view(1, 3, 1, 1)
+        self.std = torch.tensor(std).view(1, 3, 1, 1)
+
+    def __call__(self, images):
+        mean = self.mean.to(images.device)
+        std = self.std.to(images.device)
+        return (images.float() - mean) / std
+
+
+def to_tensors(img, label):
+    """HWC uint8 image -> CHW uint8 tensor; label -> int64 tensor."""
+    img_t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+    label_t = torch.from_numpy(np.ascontiguousarray(label)).long() if label is not None else None
+    return img_t, label_t
