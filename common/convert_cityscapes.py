@@ -6,7 +6,6 @@ Uses the official mapping (19 train classes, everything else 255). Idempotent: f
 trainIds output already exists are skipped; each output is written atomically, so an
 interrupted run leaves no half file and can simply be run again.
 """
-import argparse
 import glob
 import os
 import sys
@@ -20,7 +19,7 @@ if __package__ in (None, ""):
 
 from common.checkpoint import atomic_write_bytes  # noqa: E402
 from common.cityscapes import train_id_lut  # noqa: E402
-from common.errors import UserError, run_main  # noqa: E402
+from common.errors import ArgParser, UserError, run_main  # noqa: E402
 
 SOURCE_SUFFIX = "_gtFine_labelIds.png"
 TARGET_SUFFIX = "_gtFine_labelTrainIds.png"
@@ -56,7 +55,7 @@ def convert_cityscapes(root, nproc=1):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = ArgParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("root", help="Cityscapes root holding gtFine/ and leftImg8bit/")
     parser.add_argument("--nproc", type=int, default=1, help="worker processes")
     args = parser.parse_args(argv)

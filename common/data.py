@@ -1,7 +1,7 @@
 """Builds the train / val datasets a config names (``data.dataset``)."""
 from common import cityscapes
 from common.errors import UserError
-from common.transforms import TestResize, build_train_pipeline
+from common.transforms import EvalResize, build_train_pipeline
 
 DATASETS = {"cityscapes": cityscapes}
 
@@ -31,4 +31,4 @@ def build_train_set(cfg, root):
 def build_val_set(cfg, root):
     data = cfg["data"]
     return dataset_module(cfg).build_dataset(root, data["val_split"],
-                                                  test_transform=TestResize(data["test_scale"]))
+                                                  test_transform=EvalResize(data["test_scale"]))

@@ -2,7 +2,6 @@
 
     python demo.py --checkpoint work_dirs/x/iter_160000.pth path/to/image_or_folder --out-dir demo_out
 """
-import argparse
 import os
 
 import torch
@@ -11,9 +10,9 @@ from PIL import Image
 from common.data import palette
 from common.datasets import read_image
 from common.device import DEVICE_CHOICES, select_device
-from common.errors import UserError
+from common.errors import ArgParser, UserError
 from common.inference import load_for_inference, predict_logits
-from common.transforms import TestResize, to_tensors
+from common.transforms import EvalResize, to_tensors
 from common.visualize import colourise, overlay
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp")
@@ -32,7 +31,7 @@ def list_images(path):
 
 
 def main(argv, spec):
-    p = argparse.ArgumentParser(description=f"{spec.name} demo: colourised prediction + overlay.")
+    p = ArgParser(description=f"{spec.name} demo: colourised prediction + overlay.")
     p.add_argument("input", help="an image or a folder of images")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--config", default=None, help="needed for checkpoints without a config")
@@ -44,7 +43,7 @@ def main(argv, spec):
         raise UserError(f"--opacity must be within [0, 1], got {args.opacity}")
     device = select_device(args.device)
     model, cfg = load_for_inference(spec, args.checkpoint, args.config, device)
-    resize = TestResize(cfg["data"]["test_scale"])
+    resize = EvalResize(cfg["data"]["test_scale"])
     colours = palette(cfg)
     os.makedirs(args.out_dir, exist_ok=True)
     written = []

@@ -79,7 +79,14 @@ def build_train_loader(dataset, cfg, state):
     return torch.utils.data.DataLoader(
         dataset, batch_size=data["batch_size"], sampler=sampler, num_workers=workers,
         collate_fn=PadCollate(data["crop_size"], data["ignore_index"]), pin_memory=state.device.type == "cuda", drop_last=True,
-        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None)
+        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+        generator=own_generator(cfg["runtime"]["seed"]))
+
+
+def own_generator(seed):
+    """DataLoaders draw their base seed from this, not from the global RNG, so building one
+    (at start, at resume, for each evaluation) never shifts the training's dropout stream."""
+    return torch.Generator().manual_seed(seed)
 
 
 def next_batch(loader_iter):
@@ -200,7 +207,8 @@ def evaluate(model, dataset, state, iteration=0, mode="whole"):
     indices = list(range(state.dist.rank, len(dataset), state.dist.world_size))
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, indices), batch_size=1,
-        num_workers=min(cfg["data"]["num_workers"], 2), collate_fn=first_item)
+        num_workers=min(cfg["data"]["num_workers"], 2), collate_fn=first_item,
+        generator=own_generator(cfg["runtime"]["seed"]))
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=state.device)
     iterator = loader
     if state.dist.is_main:

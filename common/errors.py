@@ -1,4 +1,5 @@
 """User-facing errors: one line naming the problem and the fix, non-zero exit, no traceback."""
+import argparse
 import sys
 
 
@@ -23,3 +24,10 @@ def unwrap_worker_error(exc):
     if prefix in last:
         return UserError(last.split(prefix, 1)[1])
     return exc
+
+
+class ArgParser(argparse.ArgumentParser):
+    """argparse whose errors are one-line :class:`UserError`s (no usage dump)."""
+
+    def error(self, message):
+        raise UserError(f"{message}; see --help")

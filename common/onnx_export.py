@@ -8,14 +8,13 @@ opset 11 for Ascend ATC), runs onnxruntime on the same seeded input and fails wh
 absolute difference against PyTorch exceeds ``--tolerance`` (1e-3); the difference is printed
 either way. ``--dynamic`` makes batch, height and width dynamic axes.
 """
-import argparse
 import os
 import warnings
 
 import numpy as np
 import torch
 
-from common.errors import UserError
+from common.errors import ArgParser, UserError
 from common.inference import load_for_inference
 
 
@@ -49,7 +48,7 @@ def onnx_parity(model, path, input_shape, seed=0):
 
 
 def main(argv, spec):
-    p = argparse.ArgumentParser(description=f"Export {spec.name} to ONNX and check it.")
+    p = ArgParser(description=f"Export {spec.name} to ONNX and check it.")
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--config", default=None, help="needed for checkpoints without a config")
     p.add_argument("--output", default=f"{spec.name}.onnx")

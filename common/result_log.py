@@ -9,7 +9,6 @@ iteration), and prints ``Final Performance images/sec``, ``Final Train Accuracy`
 ``E2E Training Duration sec``. CaseName = ``${Network}_bs${BatchSize}_${RankSize}p_${case}``,
 BatchSize being the global batch (per device x devices).
 """
-import argparse
 import os
 import platform
 import sys
@@ -17,7 +16,7 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.errors import UserError, run_main  # noqa: E402
+from common.errors import ArgParser, UserError, run_main  # noqa: E402
 from common.logfmt import parse_log  # noqa: E402
 
 CASES = ("perf", "acc", "eval")
@@ -59,7 +58,7 @@ def result_fields(parsed, network, case, e2e_seconds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Write the ModelZoo result log.")
+    p = ArgParser(description="Write the ModelZoo result log.")
     p.add_argument("--log", required=True)
     p.add_argument("--network", required=True)
     p.add_argument("--case", required=True, choices=CASES)

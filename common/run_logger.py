@@ -3,6 +3,8 @@ import os
 import sys
 import time
 
+from tqdm import tqdm
+
 
 class RunLogger:
     def __init__(self, path, echo=True):
@@ -17,7 +19,8 @@ class RunLogger:
             text = f"{stamp} - {line}"
             self._file.write(text + "\n")
             if self.echo:
-                print(text, file=sys.stdout, flush=True)
+                tqdm.write(text, file=sys.stdout)  # keeps progress bars intact
+                sys.stdout.flush()
 
     def close(self):
         self._file.close()

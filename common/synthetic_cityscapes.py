@@ -11,7 +11,6 @@ learn them; ego-vehicle and unlabeled regions map to ignore. Files:
 converter (``common.convert_cityscapes``). Generated once into a cache folder
 (``$SEGZOO_CACHE``, default ``~/.cache/segzoo``), atomically, so concurrent runs are safe.
 """
-import argparse
 import os
 import shutil
 import sys
@@ -25,6 +24,7 @@ if __package__ in (None, ""):
 
 from common.cityscapes import LABEL_ID_TO_TRAIN_ID, PALETTE  # noqa: E402
 from common.convert_cityscapes import convert_cityscapes  # noqa: E402
+from common.errors import ArgParser, run_main  # noqa: E402
 
 VERSION = 1
 WIDTH, HEIGHT = 256, 128
@@ -178,11 +178,11 @@ def ensure_synthetic_cityscapes(root=None):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Generate the synthetic Cityscapes set.")
+    parser = ArgParser(description="Generate the synthetic Cityscapes set.")
     parser.add_argument("--out", default=None, help=f"dataset root (default {default_root()})")
     args = parser.parse_args(argv)
     print(ensure_synthetic_cityscapes(args.out))
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

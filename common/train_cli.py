@@ -4,9 +4,9 @@ Each model directory's train.py is three lines: it hands :func:`main` a :class:`
 Flags (the seeds' set, DESIGN.md) override the YAML config; a work dir that already holds a
 checkpoint resumes from it automatically.
 """
-import argparse
 import os
 import random
+
 import numpy as np
 import torch
 
@@ -17,7 +17,7 @@ from common.config import load_config, parse_cfg_option
 from common.data import build_train_set, build_val_set, class_names
 from common.device import DEVICE_CHOICES, select_device
 from common.engine import TrainState, evaluate, train
-from common.errors import UserError
+from common.errors import ArgParser, UserError
 from common.logfmt import format_run
 from common.pretrained import load_pretrained_backbone
 from common.run_logger import RunLogger
@@ -25,7 +25,7 @@ from common.synthetic_cityscapes import ensure_synthetic_cityscapes
 
 
 def build_parser(spec):
-    p = argparse.ArgumentParser(description=f"Train / evaluate {spec.name}.")
+    p = ArgParser(description=f"Train / evaluate {spec.name}.")
     p.add_argument("--data_path", "--data-path", dest="data_path", default=None,
                    help="dataset root (default: the synthetic dataset, generated once)")
     p.add_argument("--config", default=None,

@@ -166,7 +166,7 @@ def build_train_pipeline(data_cfg):
     return Compose(steps)
 
 
-class TestResize:
+class EvalResize:
     """Resize the image (not the label) to fit ``scale`` keeping ratio; None = unchanged."""
 
     def __init__(self, scale):

@@ -1,0 +1,81 @@
+"""Shared test set-up: the repo on sys.path, an isolated synthetic-data cache, tiny configs,
+and a helper that runs the project's commands as a user would."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.join(REPO, "tests")
+FIXTURES = os.path.join(TESTS, "fixtures")
+BISENETV1 = os.path.join(REPO, "BiSeNetV1")
+sys.path[:0] = [REPO, TESTS, BISENETV1]
+
+# Tiny recipe for end-to-end runs on 2 CPU cores: R18, 64x64 crops, 2 images per device.
+TINY_CONFIG = """
+_base_: {base}
+model:
+  depth: 18
+data:
+  scale: [128, 64]
+  crop_size: [64, 64]
+  batch_size: 2
+  num_workers: 0
+schedule:
+  max_iters: 6
+  warmup_iters: 2
+runtime:
+  log_interval: 2
+  eval_interval: 6
+  checkpoint_interval: 3
+  perf_warmup_iters: 2
+"""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Synthetic datasets go to a per-session cache, also for subprocesses."""
+    cache = str(tmp_path_factory.mktemp("segzoo_cache"))
+    old = os.environ.get("SEGZOO_CACHE")
+    os.environ["SEGZOO_CACHE"] = cache
+    yield cache
+    if old is None:
+        os.environ.pop("SEGZOO_CACHE", None)
+    else:
+        os.environ["SEGZOO_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(isolated_cache):
+    from common.synthetic_cityscapes import ensure_synthetic_cityscapes
+    return ensure_synthetic_cityscapes()
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory):
+    path = tmp_path_factory.mktemp("configs") / "bisenetv1_tiny.yaml"
+    base = os.path.join(BISENETV1, "configs", "bisenetv1_r50-d32_synthetic-smoke.yaml")
+    path.write_text(TINY_CONFIG.format(base=base))
+    return str(path)
+
+
+def run(cmd, cwd=REPO, env=None, timeout=600, check=True):
+    """Run a command; on an unexpected exit status show its output."""
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
+                          timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} exited {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}"
+                             f"\nstderr:\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def assert_user_error(proc, *fragments):
+    """Exit 2 and exactly one 'error: ...' line on stderr mentioning every fragment."""
+    assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

@@ -1,0 +1,74 @@
+"""YAML recipes: _base_ inheritance, flag overrides, and errors that name the bad key."""
+import os
+
+import pytest
+
+from bisenetv1 import build_model
+from common.config import load_config, parse_cfg_option
+from common.errors import UserError
+from conftest import BISENETV1
+
+CONFIGS = os.path.join(BISENETV1, "configs")
+
+
+def write(tmp_path, text, name="c.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_recipes_reproduce_mmseg():
+    r50 = load_config(os.path.join(CONFIGS, "bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml"),
+                      model_builder=build_model)
+    r18 = load_config(os.path.join(CONFIGS, "bisenetv1_r18-d32_cityscapes-1024x1024_160k.yaml"),
+                      model_builder=build_model)
+    assert r50["model"]["depth"] == 50 and r18["model"]["depth"] == 18
+    assert r50["optim"] == {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005}
+    assert r18["optim"]["lr"] == 0.025
+    for cfg in (r50, r18):
+        assert cfg["schedule"] == {"max_iters": 160000, "warmup_iters": 1000,
+                                   "warmup_ratio": 0.1, "power": 0.9, "eta_min": 0.0001}
+        assert cfg["data"]["crop_size"] == [1024, 1024] and cfg["data"]["batch_size"] == 4
+        assert cfg["data"]["cat_max_ratio"] == 0.75 and cfg["data"]["scale"] == [2048, 1024]
+        assert cfg["loss"]["weights"] == {"decode": 1.0, "aux_0": 1.0, "aux_1": 1.0}
+
+
+def test_every_shipped_config_loads():
+    for name in os.listdir(CONFIGS):
+        load_config(os.path.join(CONFIGS, name), model_builder=build_model)
+
+
+def test_overrides_and_base(tmp_path):
+    base = os.path.join(CONFIGS, "bisenetv1_r50-d32_synthetic-smoke.yaml")
+    path = write(tmp_path, f"_base_: {base}\ndata:\n  batch_size: 3\n")
+    cfg = load_config(path, [("optim.lr", 0.1), parse_cfg_option("data.crop_size=[32, 48]")],
+                      build_model)
+    assert cfg["data"]["batch_size"] == 3 and cfg["optim"]["lr"] == 0.1
+    assert cfg["data"]["crop_size"] == [32, 48] and cfg["data"]["scale"] == [256, 128]
+
+
+@pytest.mark.parametrize("text,match", [
+    ("data:\n  bach_size: 2\n", "data.bach_size is unknown"),
+    ("model:\n  detph: 18\n", "model.detph is unknown"),
+    ("trainer:\n  x: 1\n", "section 'trainer' is unknown"),
+    ("data:\n  batch_size: 0\n", "data.batch_size must be > 0"),
+    ("data:\n  batch_size: two\n", "data.batch_size must be int"),
+    ("data:\n  crop_size: [1, 2, 3]\n", "of length 2"),
+    ("optim:\n  lr: -1\n", "optim.lr must be > 0"),
+    ("runtime:\n  opt_level: O3\n", "runtime.opt_level must be one of"),
+    ("runtime:\n  loss_scale: -4\n", "loss_scale must be 'dynamic' or a positive"),
+    ("data: [1\n", "not valid YAML"),
+])
+def test_bad_configs_name_the_key(tmp_path, text, match):
+    with pytest.raises(UserError, match=match):
+        load_config(write(tmp_path, text), model_builder=build_model)
+
+
+def test_bad_override_and_missing_file(tmp_path):
+    with pytest.raises(UserError, match="does not exist"):
+        load_config(str(tmp_path / "nope.yaml"))
+    with pytest.raises(UserError, match="section.key=value"):
+        parse_cfg_option("data.batch_size")
+    path = write(tmp_path, "")
+    with pytest.raises(UserError, match="data.batch_size must be > 0"):
+        load_config(path, [("data.batch_size", -2)], build_model)

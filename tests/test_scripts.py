@@ -1,0 +1,149 @@
+"""The ModelZoo scripts end to end on synthetic Cityscapes, result logs parsed and checked:
+1p performance, 1p full (short schedule) + eval, 8p with RANK_SIZE=2 (gloo), two one-process
+"nodes" on localhost, and argument errors."""
+import os
+import platform
+import socket
+import subprocess
+
+import pytest
+
+from conftest import BISENETV1, assert_user_error, run
+
+TEST_DIR = os.path.join(BISENETV1, "test")
+KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "ActualFPS",
+        "TrainingTime", "TrainAccuracy", "ActualLoss", "E2ETrainingTime"]
+
+
+def script(name, *args, env=None, cwd=BISENETV1, check=True):
+    return run(["bash", f"test/{name}" if cwd == BISENETV1 else name, *args], cwd=cwd,
+               env=env, check=check)
+
+
+def result_log(device_id, case_name):
+    """The result log as an ordered list of (key, value)."""
+    path = os.path.join(TEST_DIR, "output", str(device_id), f"{case_name}.log")
+    with open(path) as f:
+        return [tuple(part.strip() for part in line.split("=", 1)) for line in f]
+
+
+def check_result(fields, network_case, rank_size, batch, accuracy):
+    values = dict(fields)
+    assert [k for k, _ in fields][:10] == KEYS
+    assert values["Network"] == "BiSeNetV1" and values["CaseName"] == network_case
+    assert values["RankSize"] == str(rank_size) and values["BatchSize"] == str(batch)
+    assert values["DeviceType"] == platform.machine()
+    assert float(values["ActualFPS"]) > 0 and float(values["TrainingTime"]) > 0
+    assert int(values["E2ETrainingTime"]) >= 0
+    if accuracy:
+        assert 0 <= float(values["TrainAccuracy"]) <= 100
+    else:
+        assert values["TrainAccuracy"] == "None"
+    return values
+
+
+def printed(proc):
+    lines = proc.stdout.strip().splitlines()[-3:]
+    assert lines[0].startswith("Final Performance images/sec : ")
+    assert lines[1].startswith("Final Train Accuracy : ")
+    assert lines[2].startswith("E2E Training Duration sec : ")
+    return lines
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_performance_1p_from_inside_test_dir(tiny_config, synthetic_root):
+    proc = script("train_performance_1p.sh", f"--config={tiny_config}", "--max_iters=6",
+                  "--device=cpu", cwd=TEST_DIR)
+    values = check_result(result_log(0, "BiSeNetV1_bs2_1p_perf"), "BiSeNetV1_bs2_1p_perf",
+                          1, 2, accuracy=False)
+    assert printed(proc)[0].endswith(values["ActualFPS"])
+    float(values["ActualLoss"])
+    out = os.path.join(TEST_DIR, "output", "0")
+    with open(os.path.join(out, "train_BiSeNetV1_bs2_1p_perf_loss.txt")) as f:
+        assert len(f.read().split()) == 3  # logged at iterations 2, 4, 6
+    assert os.path.isfile(os.path.join(out, "train_0.log"))
+    assert os.path.isfile(os.path.join(out, "train_0_rank0.log"))
+
+
+def test_full_1p_then_eval_1p_and_8p(tiny_config, synthetic_root, tmp_path):
+    work = tmp_path / "work"
+    proc = script("train_full_1p.sh", f"--config={tiny_config}", f"--work_dir={work}",
+                  "--device_id=3", "--device=cpu", env={"ASCEND_DEVICE_ID": "0"})
+    full = check_result(result_log(3, "BiSeNetV1_bs2_1p_acc"), "BiSeNetV1_bs2_1p_acc", 1, 2,
+                        accuracy=True)
+    assert printed(proc)[1].endswith(full["TrainAccuracy"])
+    assert {"mIoU", "aAcc", "mAcc"} <= set(full)
+    assert os.path.isfile(work / "iter_6.pth")
+    proc = script("train_eval_1p.sh", f"--config={tiny_config}", f"--work_dir={work}",
+                  "--device=cpu")
+    ev = check_result(result_log(0, "BiSeNetV1_bs2_1p_eval"), "BiSeNetV1_bs2_1p_eval", 1, 2,
+                      accuracy=True)
+    assert ev["TrainAccuracy"] == full["TrainAccuracy"]  # same weights, same val set
+    proc = script("train_eval_8p.sh", f"--config={tiny_config}",
+                  f"--checkpoint={work / 'iter_6.pth'}", "--device=cpu",
+                  f"--master_port={free_port()}", env={"RANK_SIZE": "2"})
+    ev8 = check_result(result_log(0, "BiSeNetV1_bs4_2p_eval"), "BiSeNetV1_bs4_2p_eval", 2, 4,
+                       accuracy=True)
+    # distributed evaluation counts every image exactly once
+    assert (ev8["mIoU"], ev8["aAcc"], ev8["mAcc"]) == (ev["mIoU"], ev["aAcc"], ev["mAcc"])
+
+
+def test_performance_8p_two_ranks(tiny_config, synthetic_root):
+    proc = script("train_performance_8p.sh", f"--config={tiny_config}", "--max_iters=6",
+                  "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"})
+    check_result(result_log(0, "BiSeNetV1_bs4_2p_perf"), "BiSeNetV1_bs4_2p_perf", 2, 4,
+                 accuracy=False)
+    printed(proc)
+    out = os.path.join(TEST_DIR, "output", "0")
+    for rank in (0, 1):  # each rank logs to its own file
+        with open(os.path.join(out, f"train_0_rank{rank}.log")) as f:
+            assert "Iter(train) [6/6]" in f.read()
+
+
+def test_full_8p_two_ranks(tiny_config, synthetic_root, tmp_path):
+    script("train_full_8p.sh", f"--config={tiny_config}", f"--work_dir={tmp_path}",
+           "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"})
+    check_result(result_log(0, "BiSeNetV1_bs4_2p_acc"), "BiSeNetV1_bs4_2p_acc", 2, 4,
+                 accuracy=True)
+    assert os.path.isfile(tmp_path / "iter_6.pth")
+
+
+def test_two_nodes_on_localhost(tiny_config, synthetic_root):
+    port = free_port()
+    common = ["bash", "test/train_performance_8p.sh", f"--config={tiny_config}",
+              "--max_iters=6", "--device=cpu", "--nnodes=2", "--master_addr=127.0.0.1",
+              f"--master_port={port}"]
+    env = {**os.environ, "RANK_SIZE": "1"}
+    node1 = subprocess.Popen(common + ["--node_rank=1"], cwd=BISENETV1,
+                             env={**env, "ASCEND_DEVICE_ID": "1"}, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    node0 = run(common + ["--node_rank=0"], cwd=BISENETV1, env={"RANK_SIZE": "1",
+                                                                "ASCEND_DEVICE_ID": "0"})
+    out1, _ = node1.communicate(timeout=300)
+    assert node1.returncode == 0, out1
+    check_result(result_log(0, "BiSeNetV1_bs4_2p_perf"), "BiSeNetV1_bs4_2p_perf", 2, 4,
+                 accuracy=False)
+    printed(node0)
+    assert "node 1 done" in out1
+
+
+def test_help_and_argument_errors(tmp_path):
+    proc = script("train_full_1p.sh", "--help")
+    assert "--data_path=DIR" in proc.stdout and "--nnodes" in proc.stdout
+    out = os.path.join(TEST_DIR, "output", "7")
+    os.makedirs(out, exist_ok=True)
+    marker = os.path.join(out, "keep.txt")
+    open(marker, "w").write("previous run")
+    for args, fragment in [(["--bogus=1"], "unknown argument --bogus"),
+                           (["positional"], "is not --key=value"),
+                           (["--data_path=/nonexistent"], "/nonexistent does not exist"),
+                           (["--precision_mode=O9"], "--precision_mode=O9"),
+                           (["--config=/nonexistent.yaml"], "does not exist")]:
+        proc = script("train_performance_1p.sh", "--device_id=7", *args, check=False)
+        assert_user_error(proc, fragment)
+        assert open(marker).read() == "previous run"  # a rejected run touches no output
