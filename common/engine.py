@@ -116,6 +116,10 @@ def train(model, optimizer, train_set, val_set, state):
     """Run iterations ``start_iter .. max_iters``; return the last evaluation metrics."""
     cfg = state.cfg
     rt, max_iters = cfg["runtime"], cfg["schedule"]["max_iters"]
+    if state.start_iter >= max_iters:
+        state.log(f"Run already complete at iteration {state.start_iter} (max_iters "
+                  f"{max_iters}): nothing to train")
+        return evaluate(model, val_set, state, state.start_iter) if state.validate else None
     lr_of = schedule_from_config(cfg)
     normalize = Normalize()
     global_batch = cfg["data"]["batch_size"] * state.dist.world_size

@@ -22,6 +22,10 @@ from common.logfmt import parse_log  # noqa: E402
 CASES = ("perf", "acc", "eval")
 
 
+def _number(value):
+    return "None" if value != value else f"{value:.2f}"
+
+
 def result_fields(parsed, network, case, e2e_seconds):
     """The ordered (key, value) pairs of the result log."""
     run = parsed["run"]
@@ -40,15 +44,17 @@ def result_fields(parsed, network, case, e2e_seconds):
         loss = "None"
     else:
         summary = parsed["summary"]
-        if summary is None:
+        if summary is None and case == "perf":
             raise UserError("the training log has no 'Summary' line: training did not finish "
                             "or ran no iteration past warm-up; read the log above")
-        fps, step_ms = summary["images/s"], summary["iter_time_ms"]
+        # a full run resumed when already complete trains nothing: no speed to report
+        fps, step_ms = ((summary["images/s"], summary["iter_time_ms"]) if summary
+                        else (float("nan"), float("nan")))
         loss = f"{parsed['train'][-1]['loss']:.4f}" if parsed["train"] else "None"
     case_name = f"{network}_bs{batch}_{world}p_{case}"
     fields = [("Network", network), ("RankSize", world), ("BatchSize", batch),
               ("DeviceType", platform.machine()), ("CaseName", case_name),
-              ("ActualFPS", f"{fps:.2f}"), ("TrainingTime", f"{step_ms:.2f}"),
+              ("ActualFPS", _number(fps)), ("TrainingTime", _number(step_ms)),
               ("TrainAccuracy", f"{last_val['mIoU']:.2f}" if last_val else "None"),
               ("ActualLoss", loss), ("E2ETrainingTime", f"{e2e_seconds:.0f}")]
     if last_val:

@@ -79,6 +79,11 @@ def test_full_1p_then_eval_1p_and_8p(tiny_config, synthetic_root, tmp_path):
     assert printed(proc)[1].endswith(full["TrainAccuracy"])
     assert {"mIoU", "aAcc", "mAcc"} <= set(full)
     assert os.path.isfile(work / "iter_6.pth")
+    # running the full script again on a finished work dir re-evaluates, trains nothing
+    proc = script("train_full_1p.sh", f"--config={tiny_config}", f"--work_dir={work}",
+                  "--device=cpu")
+    again = dict(result_log(0, "BiSeNetV1_bs2_1p_acc"))
+    assert again["TrainAccuracy"] == full["TrainAccuracy"] and again["ActualFPS"] == "None"
     proc = script("train_eval_1p.sh", f"--config={tiny_config}", f"--work_dir={work}",
                   "--device=cpu")
     ev = check_result(result_log(0, "BiSeNetV1_bs2_1p_eval"), "BiSeNetV1_bs2_1p_eval", 1, 2,
@@ -147,3 +152,8 @@ def test_help_and_argument_errors(tmp_path):
         proc = script("train_performance_1p.sh", "--device_id=7", *args, check=False)
         assert_user_error(proc, fragment)
         assert open(marker).read() == "previous run"  # a rejected run touches no output
+
+
+def test_env_npu_is_harmless_without_cann():
+    proc = run(["bash", "-c", "source ./env_npu.sh; echo \"queue=${TASK_QUEUE_ENABLE:-unset}\""])
+    assert "queue=unset" in proc.stdout
