@@ -30,6 +30,7 @@ runtime:
   eval_interval: 6
   checkpoint_interval: 3
   perf_warmup_iters: 2
+  max_keep_ckpts: 0
 """
 
 
