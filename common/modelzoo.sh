@@ -1,5 +1,7 @@
 # Shared body of the ModelZoo launch scripts (test/train_{full,performance,eval}_{1p,8p}.sh).
 # A script sources this file and calls:  zoo_main <full|perf|eval> <1p|8p> "$@"
+# The model's own settings (recipe, smoke config, synthetic generator, performance
+# iterations) come from its test/model_settings.sh.
 # Arguments are --key=value; see zoo_usage. Environment: ASCEND_DEVICE_ID (default 0),
 # RANK_SIZE (processes per node for 8p scripts, default 8), MASTER_ADDR / MASTER_PORT.
 
@@ -70,6 +72,8 @@ zoo_main() {
   zoo_parse "$@"
   ZOO_MODEL_DIR="$(cd "$(dirname "$0")/.." && pwd)"
   cd "$ZOO_MODEL_DIR"
+  # shellcheck disable=SC1091
+  source "$ZOO_MODEL_DIR/test/model_settings.sh"
   Network="$(basename "$ZOO_MODEL_DIR")"
   export ASCEND_DEVICE_ID="${ASCEND_DEVICE_ID:-0}"
   local ranks=1
@@ -88,9 +92,11 @@ zoo_main() {
     else config="$ZOO_MODEL_DIR/configs/$ZOO_SMOKE"; fi
   fi
   [ -f "$config" ] || zoo_die "--config=$config does not exist"
+  local perf_iters="$ZOO_PERF_ITERS"
   if [ -z "$data_path" ]; then
     data_path="$(cd "$ZOO_REPO_DIR" && python3 -m "$ZOO_SYNTHETIC")" \
       || zoo_die "could not generate the synthetic dataset"
+    perf_iters="$ZOO_PERF_ITERS_SYNTHETIC"
   fi
 
   local out="$ZOO_MODEL_DIR/test/output/$ASCEND_DEVICE_ID"
@@ -113,7 +119,7 @@ zoo_main() {
       args+=(--work-dir="${work_dir:-$ZOO_MODEL_DIR/work_dirs/$(basename "$config" .yaml)}") ;;
     perf)
       case=perf
-      if [ -z "$max_iters" ]; then max_iters="$ZOO_PERF_ITERS"; fi
+      if [ -z "$max_iters" ]; then max_iters="$perf_iters"; fi
       args+=(--max_iters="$max_iters" --no-validate --work-dir="${work_dir:-$out/work_dir}") ;;
     eval)
       case=eval

@@ -2,9 +2,5 @@
 # BiSeNetV1 Full training: the recipe on real data (resumes from its work dir), the short smoke schedule on synthetic data.
 # 1 device. Usage: bash test/train_full_1p.sh [--data_path=/data/cityscapes] [--help]
 set -euo pipefail
-ZOO_RECIPE=bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml
-ZOO_SMOKE=bisenetv1_r50-d32_synthetic-smoke.yaml
-ZOO_SYNTHETIC=common.synthetic_cityscapes
-ZOO_PERF_ITERS=${ZOO_PERF_ITERS:-200}
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/modelzoo.sh"
 zoo_main full 1p "$@"

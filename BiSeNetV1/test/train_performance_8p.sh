@@ -2,9 +2,5 @@
 # BiSeNetV1 Performance: a short run without evaluation; ActualFPS counts images/s after warm-up.
 # RANK_SIZE processes per node (default 8; torchrun, hccl/nccl/gloo). Usage: bash test/train_performance_8p.sh [--data_path=/data/cityscapes] [--help]
 set -euo pipefail
-ZOO_RECIPE=bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml
-ZOO_SMOKE=bisenetv1_r50-d32_synthetic-smoke.yaml
-ZOO_SYNTHETIC=common.synthetic_cityscapes
-ZOO_PERF_ITERS=${ZOO_PERF_ITERS:-200}
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/modelzoo.sh"
 zoo_main perf 8p "$@"
