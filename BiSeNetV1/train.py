@@ -1,13 +1,9 @@
-"""Train / evaluate BiSeNetV1: ``python train.py --help``. The loop lives in common/."""
+"""Train / evaluate BiSeNetV1: python train.py --help. The loop lives in common/."""
 import os
 import sys
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
-
-from bisenetv1 import SPEC  # noqa: E402
-from common.errors import run_main  # noqa: E402
-from common.train_cli import main  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from common.entry import launch  # noqa: E402
 
 if __name__ == "__main__":
-    run_main(lambda argv: main(argv, SPEC))
+    launch("train", "bisenetv1", __file__)

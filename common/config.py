@@ -1,5 +1,6 @@
-"""YAML recipes: one file per recipe, optional ``_base_: other.yaml`` (relative path) that it
-overrides section by section. Every key must be known (``DEFAULTS`` below, or the model
+"""YAML recipes: one file per recipe, optional ``_base_: other.yaml`` or a list of files
+(relative paths, merged in order) that it overrides section by section. Recipes shared by
+several models (the Cityscapes schedule, the synthetic smoke run) live in ``common/configs/``. Every key must be known (``DEFAULTS`` below, or the model
 builder's arguments for the ``model`` section): an unknown key or a value of the wrong type or
 out of range is a :class:`UserError` naming it.
 """
@@ -33,7 +34,7 @@ DEFAULTS = {
     "optim": {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005},
     "schedule": {"max_iters": 160000, "warmup_iters": 1000, "warmup_ratio": 0.1, "power": 0.9,
                  "eta_min": 0.0001},
-    "loss": {"weights": {"decode": 1.0}},
+    "loss": {"weights": {"decode": 1.0}, "sampler": None},
     "runtime": {
         "log_interval": 50,
         "eval_interval": 16000,
@@ -92,6 +93,25 @@ def _check_value(dotted, default, value):
                         f"got {value!r}")
 
 
+def _check_loss(values):
+    """``loss: {weights: {head: weight}, sampler: null | {thresh: p, min_kept: n}}``."""
+    for key, value in values.items():
+        if key == "weights" and isinstance(value, dict) and all(
+                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+                for w in value.values()):
+            continue
+        if key == "sampler" and value is None:
+            continue
+        if key == "sampler" and isinstance(value, dict) and set(value) <= {"thresh", "min_kept"}:
+            thresh, min_kept = value.get("thresh", 0.7), value.get("min_kept", 10000)
+            if isinstance(thresh, (int, float)) and 0 < thresh <= 1 and \
+                    isinstance(min_kept, int) and min_kept >= 1:
+                continue
+        raise UserError(f"config key loss.{key} is unknown or malformed ({value!r}); loss takes "
+                        "weights: {head: weight >= 0} and sampler: {thresh: (0, 1], "
+                        "min_kept: int >= 1} or null")
+
+
 def _read_yaml(path, seen=()):
     if not os.path.isfile(path):
         raise UserError(f"config {path} does not exist; pass one of the model's configs/*.yaml")
@@ -102,19 +122,25 @@ def _read_yaml(path, seen=()):
             raise UserError(f"config {path} is not valid YAML ({str(exc).splitlines()[0]})")
     if not isinstance(data, dict):
         raise UserError(f"config {path} must be a mapping of sections")
-    base = data.pop("_base_", None)
-    if base is None:
+    bases = data.pop("_base_", None)
+    if bases is None:
         return data
-    base_path = os.path.join(os.path.dirname(path), base)
-    if os.path.abspath(base_path) in seen:
-        raise UserError(f"config {path} includes itself through _base_")
-    merged = _read_yaml(base_path, seen + (os.path.abspath(path),))
-    for section, values in data.items():
-        if isinstance(values, dict) and isinstance(merged.get(section), dict):
-            merged[section] = {**merged[section], **values}
+    merged = {}
+    for base in [bases] if isinstance(bases, str) else bases:
+        base_path = os.path.join(os.path.dirname(path), base)
+        if os.path.abspath(base_path) in seen:
+            raise UserError(f"config {path} includes itself through _base_")
+        _merge_into(merged, _read_yaml(base_path, seen + (os.path.abspath(path),)))
+    return _merge_into(merged, data)
+
+
+def _merge_into(target, overrides):
+    for section, values in overrides.items():
+        if isinstance(values, dict) and isinstance(target.get(section), dict):
+            target[section] = {**target[section], **values}
         else:
-            merged[section] = values
-    return merged
+            target[section] = values
+    return target
 
 
 def set_dotted(cfg, dotted, value):
@@ -143,10 +169,7 @@ def validate(cfg, model_builder=None):
                                         f"{', '.join(allowed)}")
             continue
         if section == "loss":
-            for key, value in values.items():
-                if key != "weights" or not isinstance(value, dict):
-                    raise UserError(f"config key loss.{key} is unknown or malformed; loss "
-                                    "takes weights: {head: weight}")
+            _check_loss(values)
             continue
         for key, value in values.items():
             if key not in DEFAULTS[section]:

@@ -33,12 +33,14 @@ from common.metrics import compute_metrics, confusion_matrix, per_class_table
 from common.transforms import Normalize
 
 
-def seg_losses(outputs, label, weights, ignore_index=255):
+def seg_losses(outputs, label, loss_cfg, ignore_index=255, pixel_sampler=None):
     """Weighted cross-entropy of every head, logits resized to the label size.
 
     Mean over all pixels, ignored ones counting zero: mmseg's CrossEntropyLoss default
-    (``avg_non_ignore=False``). Returns (total, {"<head>.loss_ce": value}).
+    (``avg_non_ignore=False``). With ``loss.sampler`` set, each head's pixels are weighted by
+    the model's ``pixel_sampler`` (e.g. OHEM) first. Returns (total, {"<head>.loss_ce": value}).
     """
+    weights, sampler_opts = loss_cfg["weights"], loss_cfg.get("sampler")
     terms = {}
     total = 0.0
     for name, logits in outputs.items():
@@ -46,9 +48,11 @@ def seg_losses(outputs, label, weights, ignore_index=255):
         if weight is None:
             raise UserError(f"config loss.weights has no weight for head {name!r}; heads are "
                             f"{', '.join(outputs)}")
-        logits = resize(logits, label.shape[-2:])
-        loss = F.cross_entropy(logits.float(), label, ignore_index=ignore_index,
-                               reduction="none").mean()
+        logits = resize(logits, label.shape[-2:]).float()
+        pixel_loss = F.cross_entropy(logits, label, ignore_index=ignore_index, reduction="none")
+        if sampler_opts is not None:
+            pixel_loss = pixel_loss * pixel_sampler(logits, label, ignore_index, **sampler_opts)
+        loss = pixel_loss.mean()
         terms[f"{name}.loss_ce"] = loss.detach()
         total = total + weight * loss
     return total, terms
@@ -68,6 +72,7 @@ class TrainState:
     start_iter: int = 0
     validate: bool = True
     profile: bool = False
+    pixel_sampler: object = None
     extra: dict = field(default_factory=dict)
 
 
@@ -144,8 +149,8 @@ def train(model, optimizer, train_set, val_set, state):
         set_lr(optimizer, lr_of(iteration))
         with state.amp.autocast():
             outputs = model(images)
-        loss, terms = seg_losses(outputs, labels, cfg["loss"]["weights"],
-                                 cfg["data"]["ignore_index"])
+        loss, terms = seg_losses(outputs, labels, cfg["loss"], cfg["data"]["ignore_index"],
+                                 state.pixel_sampler)
         optimizer.zero_grad(set_to_none=True)
         state.amp.backward_and_step(loss, optimizer)
         for key, value in {"loss": loss.detach(), **terms}.items():

@@ -10,3 +10,5 @@ class ModelSpec:
     model_dir: str                # the model directory; its configs/ holds the recipes
     default_config: str           # file name under configs/
     pretrained_target: Optional[Callable] = None  # model -> module that takes ImageNet weights
+    # (logits, label, ignore_index, **config loss.sampler) -> per-pixel loss weights
+    pixel_sampler: Optional[Callable] = None

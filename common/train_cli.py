@@ -30,8 +30,9 @@ def build_parser(spec):
                    help="dataset root (default: the synthetic dataset, generated once)")
     p.add_argument("--config", default=None,
                    help=f"YAML recipe (default configs/{spec.default_config})")
-    p.add_argument("--work-dir", "--work_dir", dest="work_dir", default=None,
-                   help="checkpoints and logs (default work_dirs/<config name>)")
+    p.add_argument("--work-dir", "--work_dir", "--save_dir", dest="work_dir", default=None,
+                   help="checkpoints and logs (default work_dirs/<config name>); --save_dir is "
+                        "PaddleSeg's spelling")
     p.add_argument("--load-from", dest="load_from", default=None,
                    help="initialise weights from a checkpoint (fine-tuning; iteration 0)")
     p.add_argument("--resume-from", dest="resume_from", default=None,
@@ -40,6 +41,8 @@ def build_parser(spec):
                    help="ImageNet ResNet weights (torchvision or mmcv format) for the backbone")
     p.add_argument("--no-validate", dest="no_validate", action="store_true",
                    help="skip evaluation during and after training")
+    p.add_argument("--do_eval", action="store_true",
+                   help="PaddleSeg's flag: evaluation during training is already the default")
     p.add_argument("--eval-only", dest="eval_only", action="store_true",
                    help="evaluate --checkpoint (default: the work dir's latest) and exit")
     p.add_argument("--checkpoint", default=None, help="checkpoint for --eval-only")
@@ -60,6 +63,8 @@ def build_parser(spec):
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--eval_interval", "--eval-interval", dest="eval_interval", type=int,
                    default=None)
+    p.add_argument("--save_interval", "--checkpoint-interval", dest="save_interval", type=int,
+                   default=None, help="checkpoint every N iterations (PaddleSeg's spelling)")
     p.add_argument("--workers", type=int, default=None, help="data loader workers per device")
     p.add_argument("--log-file", dest="log_file", default=None,
                    help="per-rank log path; '{rank}' is replaced (default <work-dir>/train_rank{rank}.log)")
@@ -70,6 +75,7 @@ def build_parser(spec):
 
 FLAG_TO_KEY = {"batch_size": "data.batch_size", "max_iters": "schedule.max_iters",
                "lr": "optim.lr", "eval_interval": "runtime.eval_interval",
+               "save_interval": "runtime.checkpoint_interval",
                "seed": "runtime.seed", "workers": "data.num_workers",
                "opt_level": "runtime.opt_level", "loss_scale": "runtime.loss_scale"}
 
@@ -87,6 +93,8 @@ def resolve_config(args, spec):
                     raise UserError(f"--loss-scale {value!r} is neither 'dynamic' nor a "
                                     "number") from None
             overrides.append((key, value))
+    if args.do_eval and args.no_validate:
+        raise UserError("--do_eval contradicts --no-validate; drop one of them")
     if args.amp:
         if args.opt_level == "O0":
             raise UserError("--amp contradicts --opt-level O0; drop one of them")
@@ -165,7 +173,11 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     model = spec.build_model(**cfg["model"])
     state = TrainState(cfg=cfg, model_name=spec.name, device=device, dist=info, amp=amp,
                        work_dir=work_dir, log=log, class_names=class_names(cfg),
-                       validate=not args.no_validate, profile=args.prof)
+                       validate=not args.no_validate, profile=args.prof,
+                       pixel_sampler=spec.pixel_sampler)
+    if cfg["loss"]["sampler"] is not None and spec.pixel_sampler is None:
+        raise UserError(f"config loss.sampler is set but {spec.name} has no pixel sampler; "
+                        "remove loss.sampler")
     if args.eval_only:
         ckpt = args.checkpoint or latest_checkpoint(work_dir)
         if ckpt is None:

@@ -10,13 +10,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TESTS = os.path.join(REPO, "tests")
 FIXTURES = os.path.join(TESTS, "fixtures")
 BISENETV1 = os.path.join(REPO, "BiSeNetV1")
-sys.path[:0] = [REPO, TESTS, BISENETV1]
+BISENETV2 = os.path.join(REPO, "BiSeNetV2")
+sys.path[:0] = [REPO, TESTS, BISENETV1, BISENETV2]
 
-# Tiny recipe for end-to-end runs on 2 CPU cores: R18, 64x64 crops, 2 images per device.
+# model directory -> (synthetic smoke config, extra tiny-config YAML)
+MODELS = {
+    "BiSeNetV1": ("bisenetv1_r50-d32_synthetic-smoke.yaml", "model:\n  depth: 18\n"),
+    "BiSeNetV2": ("bisenetv2_fcn_synthetic-smoke.yaml", ""),
+}
+
+# Tiny recipe for end-to-end runs on 2 CPU cores: 64x64 crops, 2 images per device.
 TINY_CONFIG = """
 _base_: {base}
-model:
-  depth: 18
+{extra}
 data:
   scale: [128, 64]
   crop_size: [64, 64]
@@ -54,11 +60,21 @@ def synthetic_root(isolated_cache):
 
 
 @pytest.fixture(scope="session")
-def tiny_config(tmp_path_factory):
-    path = tmp_path_factory.mktemp("configs") / "bisenetv1_tiny.yaml"
-    base = os.path.join(BISENETV1, "configs", "bisenetv1_r50-d32_synthetic-smoke.yaml")
-    path.write_text(TINY_CONFIG.format(base=base))
-    return str(path)
+def tiny_configs(tmp_path_factory):
+    """model name -> a tiny config inheriting the model's smoke config."""
+    folder = tmp_path_factory.mktemp("configs")
+    paths = {}
+    for model, (smoke, extra) in MODELS.items():
+        path = folder / f"{model}_tiny.yaml"
+        base = os.path.join(REPO, model, "configs", smoke)
+        path.write_text(TINY_CONFIG.format(base=base, extra=extra))
+        paths[model] = str(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tiny_configs):
+    return tiny_configs["BiSeNetV1"]
 
 
 def run(cmd, cwd=REPO, env=None, timeout=600, check=True):

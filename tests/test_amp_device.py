@@ -36,6 +36,7 @@ def test_cpu_o1_is_bf16_autocast_and_says_so():
     assert MixedPrecision("cpu", "O0").describe() == "fp32 (O0)"
 
 
+@pytest.mark.filterwarnings("ignore:.*CUDA is not available")
 def test_cuda_style_scalers_are_chosen_by_loss_scale():
     assert isinstance(MixedPrecision("cuda", "O1", 64.0).scaler, StaticLossScaler)
     assert isinstance(MixedPrecision("cuda", "O1", "dynamic").scaler, torch.amp.GradScaler)

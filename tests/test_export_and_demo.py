@@ -9,33 +9,50 @@ import torch
 from PIL import Image
 
 from bisenetv1 import BiSeNetV1
+from bisenetv2 import BiSeNetV2
 from common.cityscapes import PALETTE
 from common.config import load_config
-from conftest import BISENETV1, FIXTURES, assert_user_error, run
+from conftest import BISENETV1, FIXTURES, REPO, assert_user_error, run
 from fixture_weights import fill_state_dict
 
-SMOKE = os.path.join(BISENETV1, "configs", "bisenetv1_r18-d32_synthetic-smoke.yaml")
+# model -> (fixture manifest, smoke config, network)
+CASES = {
+    "BiSeNetV1": ("BiSeNetV1_r18", "bisenetv1_r18-d32_synthetic-smoke.yaml",
+                  lambda: BiSeNetV1(18)),
+    "BiSeNetV2": ("BiSeNetV2", "bisenetv2_fcn_synthetic-smoke.yaml", BiSeNetV2),
+}
+ALL_MODELS = pytest.mark.parametrize("model", list(CASES))
 
 
 @pytest.fixture(scope="module")
-def r18_checkpoint(tmp_path_factory):
-    """A checkpoint in train.py's format holding well-conditioned R18 weights."""
-    with open(os.path.join(FIXTURES, "BiSeNetV1_r18.json")) as f:
-        state = fill_state_dict(json.load(f)["state_dict"])
-    cfg = load_config(SMOKE)
-    path = tmp_path_factory.mktemp("ckpt") / "r18.pth"
-    torch.save({"meta": {"model": "BiSeNetV1", "iteration": 1, "config": cfg},
-                "state_dict": state}, path)
-    return str(path)
+def checkpoints(tmp_path_factory):
+    """model -> a checkpoint in train.py's format holding well-conditioned weights."""
+    folder = tmp_path_factory.mktemp("ckpt")
+    paths = {}
+    for model, (fixture, smoke, _) in CASES.items():
+        with open(os.path.join(FIXTURES, f"{fixture}.json")) as f:
+            state = fill_state_dict(json.load(f)["state_dict"])
+        cfg = load_config(os.path.join(REPO, model, "configs", smoke))
+        paths[model] = str(folder / f"{model}.pth")
+        torch.save({"meta": {"model": model, "iteration": 1, "config": cfg},
+                    "state_dict": state}, paths[model])
+    return paths
 
 
-def export(ckpt, out, *args, check=True):
-    return run(["python3", os.path.join(BISENETV1, "pth2onnx.py"), "--checkpoint", ckpt,
+@pytest.fixture(scope="module")
+def r18_checkpoint(checkpoints):
+    return checkpoints["BiSeNetV1"]
+
+
+def export(ckpt, out, *args, check=True, model="BiSeNetV1"):
+    return run(["python3", os.path.join(REPO, model, "pth2onnx.py"), "--checkpoint", ckpt,
                 "--output", str(out), *args], check=check)
 
 
-def test_static_export_opset11_parity(r18_checkpoint, tmp_path):
-    proc = export(r18_checkpoint, tmp_path / "m.onnx", "--input-shape", "128", "256")
+@ALL_MODELS
+def test_static_export_opset11_parity(model, checkpoints, tmp_path):
+    proc = export(checkpoints[model], tmp_path / "m.onnx", "--input-shape", "128", "256",
+                  model=model)
     diff = float(proc.stdout.split("max abs diff vs PyTorch: ")[1].split()[0])
     assert diff <= 1e-3
     model = onnx.load(str(tmp_path / "m.onnx"))
@@ -44,16 +61,18 @@ def test_static_export_opset11_parity(r18_checkpoint, tmp_path):
     assert dims == [1, 3, 128, 256] and model.graph.input[0].name == "input"
 
 
-def test_dynamic_export_runs_other_sizes(r18_checkpoint, tmp_path):
+@ALL_MODELS
+def test_dynamic_export_runs_other_sizes(model, checkpoints, tmp_path):
     import onnxruntime as ort
-    export(r18_checkpoint, tmp_path / "d.onnx", "--input-shape", "64", "128", "--dynamic")
+    export(checkpoints[model], tmp_path / "d.onnx", "--input-shape", "64", "128", "--dynamic",
+           model=model)
     session = ort.InferenceSession(str(tmp_path / "d.onnx"), providers=["CPUExecutionProvider"])
-    model = BiSeNetV1(18).eval()
-    model.load_state_dict(torch.load(r18_checkpoint, weights_only=True)["state_dict"])
+    net = CASES[model][2]().eval()
+    net.load_state_dict(torch.load(checkpoints[model], weights_only=True)["state_dict"])
     x = torch.randn(2, 3, 96, 160)
     got = session.run(None, {"input": x.numpy()})[0]
     with torch.no_grad():
-        expected = model(x).numpy()
+        expected = net(x).numpy()
     assert got.shape == (2, 19, 96, 160) and np.abs(got - expected).max() <= 1e-3
 
 
@@ -65,10 +84,12 @@ def test_export_errors(r18_checkpoint, tmp_path):
     assert not os.path.exists(tmp_path / "x.onnx")
 
 
-def test_demo_writes_palette_prediction_and_overlay(r18_checkpoint, synthetic_root, tmp_path):
+@ALL_MODELS
+def test_demo_writes_palette_prediction_and_overlay(model, checkpoints, synthetic_root,
+                                                    tmp_path):
     folder = os.path.join(synthetic_root, "leftImg8bit", "val", "lindau")
-    proc = run(["python3", os.path.join(BISENETV1, "demo.py"), folder, "--checkpoint",
-                r18_checkpoint, "--out-dir", str(tmp_path / "out"), "--device", "cpu"])
+    proc = run(["python3", os.path.join(REPO, model, "demo.py"), folder, "--checkpoint",
+                checkpoints[model], "--out-dir", str(tmp_path / "out"), "--device", "cpu"])
     images = sorted(os.listdir(folder))
     assert proc.stdout.count("->") == len(images)
     stem = images[0][:-4]
@@ -79,6 +100,6 @@ def test_demo_writes_palette_prediction_and_overlay(r18_checkpoint, synthetic_ro
     colours = {tuple(c) for c in pred.reshape(-1, 3)}
     assert colours <= set(PALETTE) and len(colours) >= 1
     assert np.abs(over.astype(int) - (src.astype(int) + pred.astype(int)) / 2).max() <= 1
-    proc = run(["python3", os.path.join(BISENETV1, "demo.py"), str(tmp_path / "nothing"),
-                "--checkpoint", r18_checkpoint], check=False)
+    proc = run(["python3", os.path.join(REPO, model, "demo.py"), str(tmp_path / "nothing"),
+                "--checkpoint", checkpoints[model]], check=False)
     assert_user_error(proc, "does not exist")

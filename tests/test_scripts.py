@@ -8,29 +8,33 @@ import subprocess
 
 import pytest
 
-from conftest import BISENETV1, assert_user_error, run
+from conftest import BISENETV1, MODELS, REPO, assert_user_error, run
 
 TEST_DIR = os.path.join(BISENETV1, "test")
+ALL_MODELS = pytest.mark.parametrize("model", list(MODELS))
 KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "ActualFPS",
         "TrainingTime", "TrainAccuracy", "ActualLoss", "E2ETrainingTime"]
 
 
-def script(name, *args, env=None, cwd=BISENETV1, check=True):
-    return run(["bash", f"test/{name}" if cwd == BISENETV1 else name, *args], cwd=cwd,
-               env=env, check=check)
+def script(name, *args, env=None, cwd=None, check=True, model="BiSeNetV1"):
+    """Run a model's test/<name> from its directory (or from ``cwd``, e.g. test/ itself)."""
+    model_dir = os.path.join(REPO, model)
+    cwd = cwd or model_dir
+    path = f"test/{name}" if cwd == model_dir else name
+    return run(["bash", path, *args], cwd=cwd, env=env, check=check)
 
 
-def result_log(device_id, case_name):
+def result_log(device_id, case_name, model="BiSeNetV1"):
     """The result log as an ordered list of (key, value)."""
-    path = os.path.join(TEST_DIR, "output", str(device_id), f"{case_name}.log")
+    path = os.path.join(REPO, model, "test", "output", str(device_id), f"{case_name}.log")
     with open(path) as f:
         return [tuple(part.strip() for part in line.split("=", 1)) for line in f]
 
 
-def check_result(fields, network_case, rank_size, batch, accuracy):
+def check_result(fields, network_case, rank_size, batch, accuracy, model="BiSeNetV1"):
     values = dict(fields)
     assert [k for k, _ in fields][:10] == KEYS
-    assert values["Network"] == "BiSeNetV1" and values["CaseName"] == network_case
+    assert values["Network"] == model and values["CaseName"] == network_case
     assert values["RankSize"] == str(rank_size) and values["BatchSize"] == str(batch)
     assert values["DeviceType"] == platform.machine()
     assert float(values["ActualFPS"]) > 0 and float(values["TrainingTime"]) > 0
@@ -56,65 +60,71 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_performance_1p_from_inside_test_dir(tiny_config, synthetic_root):
-    proc = script("train_performance_1p.sh", f"--config={tiny_config}", "--max_iters=6",
-                  "--device=cpu", cwd=TEST_DIR)
-    values = check_result(result_log(0, "BiSeNetV1_bs2_1p_perf"), "BiSeNetV1_bs2_1p_perf",
-                          1, 2, accuracy=False)
+@ALL_MODELS
+def test_performance_1p_from_inside_test_dir(model, tiny_configs, synthetic_root):
+    test_dir = os.path.join(REPO, model, "test")
+    proc = script("train_performance_1p.sh", f"--config={tiny_configs[model]}", "--max_iters=6",
+                  "--device=cpu", cwd=test_dir)
+    case = f"{model}_bs2_1p_perf"
+    values = check_result(result_log(0, case, model), case, 1, 2, accuracy=False, model=model)
     assert printed(proc)[0].endswith(values["ActualFPS"])
     float(values["ActualLoss"])
-    out = os.path.join(TEST_DIR, "output", "0")
-    with open(os.path.join(out, "train_BiSeNetV1_bs2_1p_perf_loss.txt")) as f:
+    out = os.path.join(test_dir, "output", "0")
+    with open(os.path.join(out, f"train_{case}_loss.txt")) as f:
         assert len(f.read().split()) == 3  # logged at iterations 2, 4, 6
     assert os.path.isfile(os.path.join(out, "train_0.log"))
     assert os.path.isfile(os.path.join(out, "train_0_rank0.log"))
 
 
-def test_full_1p_then_eval_1p_and_8p(tiny_config, synthetic_root, tmp_path):
-    work = tmp_path / "work"
-    proc = script("train_full_1p.sh", f"--config={tiny_config}", f"--work_dir={work}",
-                  "--device_id=3", "--device=cpu", env={"ASCEND_DEVICE_ID": "0"})
-    full = check_result(result_log(3, "BiSeNetV1_bs2_1p_acc"), "BiSeNetV1_bs2_1p_acc", 1, 2,
-                        accuracy=True)
+@ALL_MODELS
+def test_full_1p_then_eval_1p_and_8p(model, tiny_configs, synthetic_root, tmp_path):
+    cfg, work = tiny_configs[model], tmp_path / "work"
+    proc = script("train_full_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device_id=3",
+                  "--device=cpu", env={"ASCEND_DEVICE_ID": "0"}, model=model)
+    case = f"{model}_bs2_1p_acc"
+    full = check_result(result_log(3, case, model), case, 1, 2, accuracy=True, model=model)
     assert printed(proc)[1].endswith(full["TrainAccuracy"])
     assert {"mIoU", "aAcc", "mAcc"} <= set(full)
     assert os.path.isfile(work / "iter_6.pth")
     # running the full script again on a finished work dir re-evaluates, trains nothing
-    proc = script("train_full_1p.sh", f"--config={tiny_config}", f"--work_dir={work}",
-                  "--device=cpu")
-    again = dict(result_log(0, "BiSeNetV1_bs2_1p_acc"))
+    script("train_full_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device=cpu",
+           model=model)
+    again = dict(result_log(0, case, model))
     assert again["TrainAccuracy"] == full["TrainAccuracy"] and again["ActualFPS"] == "None"
-    proc = script("train_eval_1p.sh", f"--config={tiny_config}", f"--work_dir={work}",
-                  "--device=cpu")
-    ev = check_result(result_log(0, "BiSeNetV1_bs2_1p_eval"), "BiSeNetV1_bs2_1p_eval", 1, 2,
-                      accuracy=True)
+    script("train_eval_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device=cpu",
+           model=model)
+    case = f"{model}_bs2_1p_eval"
+    ev = check_result(result_log(0, case, model), case, 1, 2, accuracy=True, model=model)
     assert ev["TrainAccuracy"] == full["TrainAccuracy"]  # same weights, same val set
-    proc = script("train_eval_8p.sh", f"--config={tiny_config}",
-                  f"--checkpoint={work / 'iter_6.pth'}", "--device=cpu",
-                  f"--master_port={free_port()}", env={"RANK_SIZE": "2"})
-    ev8 = check_result(result_log(0, "BiSeNetV1_bs4_2p_eval"), "BiSeNetV1_bs4_2p_eval", 2, 4,
-                       accuracy=True)
+    script("train_eval_8p.sh", f"--config={cfg}", f"--checkpoint={work / 'iter_6.pth'}",
+           "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"},
+           model=model)
+    case = f"{model}_bs4_2p_eval"
+    ev8 = check_result(result_log(0, case, model), case, 2, 4, accuracy=True, model=model)
     # distributed evaluation counts every image exactly once
     assert (ev8["mIoU"], ev8["aAcc"], ev8["mAcc"]) == (ev["mIoU"], ev["aAcc"], ev["mAcc"])
 
 
-def test_performance_8p_two_ranks(tiny_config, synthetic_root):
-    proc = script("train_performance_8p.sh", f"--config={tiny_config}", "--max_iters=6",
-                  "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"})
-    check_result(result_log(0, "BiSeNetV1_bs4_2p_perf"), "BiSeNetV1_bs4_2p_perf", 2, 4,
-                 accuracy=False)
+@ALL_MODELS
+def test_performance_8p_two_ranks(model, tiny_configs, synthetic_root):
+    proc = script("train_performance_8p.sh", f"--config={tiny_configs[model]}", "--max_iters=6",
+                  "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"},
+                  model=model)
+    case = f"{model}_bs4_2p_perf"
+    check_result(result_log(0, case, model), case, 2, 4, accuracy=False, model=model)
     printed(proc)
-    out = os.path.join(TEST_DIR, "output", "0")
+    out = os.path.join(REPO, model, "test", "output", "0")
     for rank in (0, 1):  # each rank logs to its own file
         with open(os.path.join(out, f"train_0_rank{rank}.log")) as f:
             assert "Iter(train) [6/6]" in f.read()
 
 
-def test_full_8p_two_ranks(tiny_config, synthetic_root, tmp_path):
-    script("train_full_8p.sh", f"--config={tiny_config}", f"--work_dir={tmp_path}",
-           "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"})
-    check_result(result_log(0, "BiSeNetV1_bs4_2p_acc"), "BiSeNetV1_bs4_2p_acc", 2, 4,
-                 accuracy=True)
+@ALL_MODELS
+def test_full_8p_two_ranks(model, tiny_configs, synthetic_root, tmp_path):
+    script("train_full_8p.sh", f"--config={tiny_configs[model]}", f"--work_dir={tmp_path}",
+           "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"}, model=model)
+    case = f"{model}_bs4_2p_acc"
+    check_result(result_log(0, case, model), case, 2, 4, accuracy=True, model=model)
     assert os.path.isfile(tmp_path / "iter_6.pth")
 
 

@@ -1,4 +1,5 @@
-"""BiSeNetV1 equals mmseg: state_dict manifest and outputs for the same weights and input.
+"""Every network equals mmseg's: state_dict manifest and outputs for the same weights and
+input.
 
 The reference outputs were produced once with mmseg 1.2.2 by
 tests/fixtures/make_mmseg_fixtures.py from weights that fixture_weights.fill_state_dict
@@ -10,10 +11,16 @@ import pytest
 import torch
 
 from bisenetv1 import BiSeNetV1
+from bisenetv2 import BiSeNetV2
 from conftest import FIXTURES
 from fixture_weights import fill_state_dict, fixture_input
 
-VARIANTS = [(50, "BiSeNetV1_r50", 59243385), (18, "BiSeNetV1_r18", 13425721)]
+NETWORKS = [
+    ("BiSeNetV1_r50", lambda: BiSeNetV1(50), 59243385),
+    ("BiSeNetV1_r18", lambda: BiSeNetV1(18), 13425721),
+    ("BiSeNetV2", BiSeNetV2, 14804255),
+]
+IDS = [n for n, _, _ in NETWORKS]
 
 
 def manifest(name):
@@ -21,9 +28,9 @@ def manifest(name):
         return json.load(f)
 
 
-@pytest.mark.parametrize("depth,name,params", VARIANTS)
-def test_state_dict_matches_mmseg_manifest(depth, name, params):
-    model = BiSeNetV1(depth)
+@pytest.mark.parametrize("name,build,params", NETWORKS, ids=IDS)
+def test_state_dict_matches_mmseg_manifest(name, build, params):
+    model = build()
     ref = manifest(name)
     own = {k: list(v.shape) for k, v in model.state_dict().items()}
     assert own == ref["state_dict"]
@@ -31,9 +38,9 @@ def test_state_dict_matches_mmseg_manifest(depth, name, params):
     assert sum(p.numel() for p in model.parameters()) == params == ref["num_parameters"]
 
 
-@pytest.mark.parametrize("depth,name,params", VARIANTS)
-def test_outputs_match_mmseg(depth, name, params):
-    model = BiSeNetV1(depth).eval()
+@pytest.mark.parametrize("name,build,params", NETWORKS, ids=IDS)
+def test_outputs_match_mmseg(name, build, params):
+    model = build().eval()
     model.load_state_dict(fill_state_dict(manifest(name)["state_dict"]), strict=True)
     ref = torch.load(os.path.join(FIXTURES, f"{name}_mmseg_output.pt"), weights_only=True)
     x = fixture_input(ref["input_seed"], tuple(ref["input_shape"]))
@@ -44,9 +51,12 @@ def test_outputs_match_mmseg(depth, name, params):
     assert (out - ref["output"]).abs().max().item() <= 1e-4
 
 
-def test_training_mode_returns_main_and_aux_logits():
-    model = BiSeNetV1(18).train()
-    out = model(torch.randn(2, 3, 64, 64))
-    assert list(out) == ["decode", "aux_0", "aux_1"]
-    assert out["decode"].shape == (2, 19, 8, 8)
-    assert out["aux_0"].shape == (2, 19, 8, 8) and out["aux_1"].shape == (2, 19, 4, 4)
+@pytest.mark.parametrize("build,heads", [
+    (lambda: BiSeNetV1(18), {"decode": 8, "aux_0": 8, "aux_1": 16}),
+    (BiSeNetV2, {"decode": 8, "aux_0": 4, "aux_1": 8, "aux_2": 16, "aux_3": 32}),
+])
+def test_training_mode_returns_main_and_aux_logits(build, heads):
+    out = build().train()(torch.randn(2, 3, 64, 64))
+    assert list(out) == list(heads)
+    for name, stride in heads.items():
+        assert out[name].shape == (2, 19, 64 // stride, 64 // stride), name
