@@ -17,6 +17,7 @@ import torch.nn as nn
 from common.layers import ConvModule, FCNHead, resize
 from common.resnet import ResNet
 from common.model_spec import ModelSpec
+from common.segmentor import EncoderDecoder
 
 VARIANTS = {
     50: dict(context_channels=(512, 1024, 2048), spatial_channels=(256, 256, 256, 512),
@@ -111,7 +112,7 @@ class BiSeNetV1Backbone(nn.Module):
         return x_fuse, x_context8, x_context16
 
 
-class BiSeNetV1(nn.Module):
+class BiSeNetV1(EncoderDecoder):
     """Backbone + FCN decode head (+ two FCN auxiliary heads used in training only)."""
 
     def __init__(self, depth=50, num_classes=19, dropout_ratio=0.1):
@@ -129,14 +130,6 @@ class BiSeNetV1(nn.Module):
             FCNHead(c8, v["aux_channels"], num_classes, num_convs=1, concat_input=False,
                     dropout_ratio=dropout_ratio, in_index=i) for i in (1, 2)])
 
-    def forward(self, x):
-        feats = self.backbone(x)
-        main = self.decode_head(feats)
-        if not self.training:
-            return resize(main, x.shape[2:])
-        return {"decode": main,
-                **{f"aux_{i}": head(feats) for i, head in enumerate(self.auxiliary_head)}}
-
 
 def build_model(depth=50, num_classes=19, dropout_ratio=0.1):
     """Config ``model:`` section -> network (keys: depth, num_classes, dropout_ratio)."""
@@ -146,4 +139,5 @@ def build_model(depth=50, num_classes=19, dropout_ratio=0.1):
 SPEC = ModelSpec(name="BiSeNetV1", build_model=build_model,
                  model_dir=os.path.dirname(os.path.abspath(__file__)),
                  default_config="bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml",
+                 smoke_config="bisenetv1_r50-d32_synthetic-smoke.yaml",
                  pretrained_target=lambda model: model.backbone.context_path.backbone)

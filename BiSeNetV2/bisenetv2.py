@@ -17,6 +17,7 @@ import torch.nn as nn
 
 from common.layers import ConvModule, FCNHead, resize
 from common.model_spec import ModelSpec
+from common.segmentor import EncoderDecoder
 from ohem import ohem_weights
 
 
@@ -185,7 +186,7 @@ class BiSeNetV2Backbone(nn.Module):
 AUX_CHANNELS = (16, 64, 256, 1024)
 
 
-class BiSeNetV2(nn.Module):
+class BiSeNetV2(EncoderDecoder):
     """Backbone + FCN decode head (1024 channels) + four auxiliary FCN heads."""
 
     def __init__(self, num_classes=19, dropout_ratio=0.1):
@@ -198,14 +199,6 @@ class BiSeNetV2(nn.Module):
                     dropout_ratio=dropout_ratio, in_index=i + 1)
             for i, (c_in, c) in enumerate(zip((16, 32, 64, 128), AUX_CHANNELS))])
 
-    def forward(self, x):
-        feats = self.backbone(x)
-        main = self.decode_head(feats)
-        if not self.training:
-            return resize(main, x.shape[2:])
-        return {"decode": main,
-                **{f"aux_{i}": head(feats) for i, head in enumerate(self.auxiliary_head)}}
-
 
 def build_model(num_classes=19, dropout_ratio=0.1):
     """Config ``model:`` section -> network (keys: num_classes, dropout_ratio)."""
@@ -215,4 +208,5 @@ def build_model(num_classes=19, dropout_ratio=0.1):
 SPEC = ModelSpec(name="BiSeNetV2", build_model=build_model,
                  model_dir=os.path.dirname(os.path.abspath(__file__)),
                  default_config="bisenetv2_fcn_cityscapes-1024x1024_160k.yaml",
+                 smoke_config="bisenetv2_fcn_synthetic-smoke.yaml",
                  pixel_sampler=ohem_weights)

@@ -8,7 +8,8 @@ class ModelSpec:
     name: str                     # "BiSeNetV1": checkpoints record it, scripts print it
     build_model: Callable         # the config's ``model:`` section (kwargs) -> nn.Module
     model_dir: str                # the model directory; its configs/ holds the recipes
-    default_config: str           # file name under configs/
+    default_config: str           # file name under configs/: the recipe for real data
+    smoke_config: str             # the default without --data_path (synthetic data)
     pretrained_target: Optional[Callable] = None  # model -> module that takes ImageNet weights
     # (logits, label, ignore_index, **config loss.sampler) -> per-pixel loss weights
     pixel_sampler: Optional[Callable] = None

@@ -1,12 +1,14 @@
 # Shared body of the ModelZoo launch scripts (test/train_{full,performance,eval}_{1p,8p}.sh).
 # A script sources this file and calls:  zoo_main <full|perf|eval> <1p|8p> "$@"
-# The model's own settings (recipe, smoke config, synthetic generator, performance
-# iterations) come from its test/model_settings.sh.
+# train.py picks the recipe (the smoke config and the synthetic dataset without --data_path)
+# and the work dir (work_dirs/<config name>) unless --config / --work_dir say otherwise.
 # Arguments are --key=value; see zoo_usage. Environment: ASCEND_DEVICE_ID (default 0),
 # RANK_SIZE (processes per node for 8p scripts, default 8), MASTER_ADDR / MASTER_PORT.
 
 ZOO_COMMON_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ZOO_REPO_DIR="$(dirname "$ZOO_COMMON_DIR")"
+ZOO_PERF_ITERS=${ZOO_PERF_ITERS:-200}                     # performance run, real data
+ZOO_PERF_ITERS_SYNTHETIC=${ZOO_PERF_ITERS_SYNTHETIC:-30}  # performance run, synthetic data
 
 zoo_usage() {
   cat <<USAGE
@@ -72,8 +74,6 @@ zoo_main() {
   zoo_parse "$@"
   ZOO_MODEL_DIR="$(cd "$(dirname "$0")/.." && pwd)"
   cd "$ZOO_MODEL_DIR"
-  # shellcheck disable=SC1091
-  source "$ZOO_MODEL_DIR/test/model_settings.sh"
   Network="$(basename "$ZOO_MODEL_DIR")"
   export ASCEND_DEVICE_ID="${ASCEND_DEVICE_ID:-0}"
   local ranks=1
@@ -87,24 +87,18 @@ zoo_main() {
   if [ -n "$data_path" ] && [ ! -d "$data_path" ]; then
     zoo_die "--data_path=$data_path does not exist; pass the dataset root or omit it for synthetic data"
   fi
-  if [ -z "$config" ]; then
-    if [ -n "$data_path" ]; then config="$ZOO_MODEL_DIR/configs/$ZOO_RECIPE"
-    else config="$ZOO_MODEL_DIR/configs/$ZOO_SMOKE"; fi
-  fi
-  [ -f "$config" ] || zoo_die "--config=$config does not exist"
+  if [ -n "$config" ] && [ ! -f "$config" ]; then zoo_die "--config=$config does not exist"; fi
   local perf_iters="$ZOO_PERF_ITERS"
-  if [ -z "$data_path" ]; then
-    data_path="$(cd "$ZOO_REPO_DIR" && python3 -m "$ZOO_SYNTHETIC")" \
-      || zoo_die "could not generate the synthetic dataset"
-    perf_iters="$ZOO_PERF_ITERS_SYNTHETIC"
-  fi
+  [ -z "$data_path" ] && perf_iters="$ZOO_PERF_ITERS_SYNTHETIC"
 
   local out="$ZOO_MODEL_DIR/test/output/$ASCEND_DEVICE_ID"
   if [ -d "$out" ]; then rm -rf "$out.prev"; mv "$out" "$out.prev"; fi
   mkdir -p "$out"
   local log="$out/train_${ASCEND_DEVICE_ID}.log"
 
-  local args=(--data_path="$data_path" --config="$config" --device="$device")
+  local args=(--device="$device")
+  [ -n "$data_path" ] && args+=(--data_path="$data_path")
+  [ -n "$config" ] && args+=(--config="$config")
   [ -n "$batch_size" ] && args+=(--batch_size="$batch_size")
   [ -n "$precision_mode" ] && args+=(--opt-level="$precision_mode")
   [ -n "$loss_scale" ] && args+=(--loss-scale="$loss_scale")
@@ -116,14 +110,15 @@ zoo_main() {
     full)
       case=acc
       [ -n "$max_iters" ] && args+=(--max_iters="$max_iters")
-      args+=(--work-dir="${work_dir:-$ZOO_MODEL_DIR/work_dirs/$(basename "$config" .yaml)}") ;;
+      [ -n "$work_dir" ] && args+=(--work-dir="$work_dir") ;;
     perf)
       case=perf
       if [ -z "$max_iters" ]; then max_iters="$perf_iters"; fi
       args+=(--max_iters="$max_iters" --no-validate --work-dir="${work_dir:-$out/work_dir}") ;;
     eval)
       case=eval
-      args+=(--eval-only --work-dir="${work_dir:-$ZOO_MODEL_DIR/work_dirs/$(basename "$config" .yaml)}")
+      args+=(--eval-only)
+      [ -n "$work_dir" ] && args+=(--work-dir="$work_dir")
       [ -n "$checkpoint" ] && args+=(--checkpoint="$checkpoint") ;;
   esac
   args+=(--log-file="$out/train_${ASCEND_DEVICE_ID}_rank{rank}.log")

@@ -29,7 +29,8 @@ def build_parser(spec):
     p.add_argument("--data_path", "--data-path", dest="data_path", default=None,
                    help="dataset root (default: the synthetic dataset, generated once)")
     p.add_argument("--config", default=None,
-                   help=f"YAML recipe (default configs/{spec.default_config})")
+                   help=f"YAML recipe (default configs/{spec.default_config}, or "
+                        f"configs/{spec.smoke_config} without --data_path)")
     p.add_argument("--work-dir", "--work_dir", "--save_dir", dest="work_dir", default=None,
                    help="checkpoints and logs (default work_dirs/<config name>); --save_dir is "
                         "PaddleSeg's spelling")
@@ -81,7 +82,8 @@ FLAG_TO_KEY = {"batch_size": "data.batch_size", "max_iters": "schedule.max_iters
 
 
 def resolve_config(args, spec):
-    path = args.config or os.path.join(spec.model_dir, "configs", spec.default_config)
+    default = spec.default_config if args.data_path else spec.smoke_config
+    path = args.config or os.path.join(spec.model_dir, "configs", default)
     overrides = [parse_cfg_option(o) for o in args.cfg_options]
     for flag, key in FLAG_TO_KEY.items():
         value = getattr(args, flag)

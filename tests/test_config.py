@@ -72,3 +72,13 @@ def test_bad_override_and_missing_file(tmp_path):
     path = write(tmp_path, "")
     with pytest.raises(UserError, match="data.batch_size must be > 0"):
         load_config(path, [("data.batch_size", -2)], build_model)
+
+
+def test_train_cli_default_config_depends_on_data_path():
+    from bisenetv1 import SPEC
+    from common.train_cli import build_parser, resolve_config
+    parser = build_parser(SPEC)
+    _, synthetic = resolve_config(parser.parse_args([]), SPEC)
+    _, real = resolve_config(parser.parse_args(["--data_path", "/data/cityscapes"]), SPEC)
+    assert os.path.basename(synthetic) == SPEC.smoke_config
+    assert os.path.basename(real) == SPEC.default_config

@@ -1,0 +1,21 @@
+"""mmseg's ``EncoderDecoder`` forward, shared by every network.
+
+A subclass sets ``backbone`` (returning a tuple of feature maps), ``decode_head`` and
+``auxiliary_head`` (a ModuleList; heads pick their input by ``in_index``). Training mode
+returns ``{"decode": logits, "aux_0": ..., ...}`` at the heads' own strides (the loss resizes
+them to the label); eval / export mode returns only the decode logits resized (bilinear) to
+the input size.
+"""
+import torch.nn as nn
+
+from common.layers import resize
+
+
+class EncoderDecoder(nn.Module):
+    def forward(self, x):
+        feats = self.backbone(x)
+        main = self.decode_head(feats)
+        if not self.training:
+            return resize(main, x.shape[2:])
+        return {"decode": main,
+                **{f"aux_{i}": head(feats) for i, head in enumerate(self.auxiliary_head)}}
