@@ -152,3 +152,17 @@ def test_checkpoint_of_another_model_or_truncated(trained_dir, tiny_config, tmp_
     cut.write_bytes(data[: len(data) // 2])
     proc = train(tiny_config, trained_dir, "--load-from", str(cut), check=False)
     assert_user_error(proc, "truncated or corrupted")
+
+
+def test_load_from_profile_and_schedule_flags(reference_run, tiny_config, tmp_path):
+    work, _ = reference_run
+    proc = train(tiny_config, tmp_path / "ft", "--load-from", str(work / "iter_6.pth"),
+                 "--prof", "--max_iters", "8", "--lr", "0.02", "--seed", "3",
+                 "--eval_interval", "4", "--no-validate")
+    assert "Loaded weights from" in proc.stdout and "Resumed" not in proc.stdout
+    assert "Iter(train) [2/8]" in proc.stdout  # fine-tuning starts at iteration 0
+    assert os.path.getsize(tmp_path / "ft" / "profile_trace.json") > 1000
+    assert "Self CPU" in proc.stdout  # the profiler's table is logged
+    ckpt = weights(tmp_path / "ft" / "iter_8.pth")
+    assert ckpt["meta"]["config"]["optim"]["lr"] == 0.02
+    assert ckpt["meta"]["config"]["runtime"]["seed"] == 3
