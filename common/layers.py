@@ -14,6 +14,41 @@ def resize(x, size, mode="bilinear"):
     return F.interpolate(x, size=size, mode=mode, align_corners=False)
 
 
+def _bin_matrix(in_size, out_size, dtype, device):
+    """(out, in) matrix averaging the adaptive-pooling bins [floor(i*in/out), ceil((i+1)*in/out)).
+    Built from Python numbers so that an ONNX trace records it as a constant."""
+    rows = []
+    for i in range(out_size):
+        start = (i * in_size) // out_size
+        end = -((-(i + 1) * in_size) // out_size)
+        rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(in_size)])
+    return torch.tensor(rows, dtype=dtype, device=device)
+
+
+def adaptive_avg_pool(x, output_size):
+    """``F.adaptive_avg_pool2d``, except while exporting to ONNX, where it becomes two
+    matrix products with the exact bin-averaging matrices of the export resolution (opset 11
+    has no adaptive pooling, and replacing it with a fixed AveragePool changes the output)."""
+    out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
+    if not torch.onnx.is_in_onnx_export():
+        return F.adaptive_avg_pool2d(x, (out_h, out_w))
+    h, w = int(x.shape[-2]), int(x.shape[-1])
+    rows = _bin_matrix(h, out_h, x.dtype, x.device)          # out_h x H
+    cols = _bin_matrix(w, out_w, x.dtype, x.device).t()      # W x out_w
+    return torch.matmul(torch.matmul(rows, x), cols)
+
+
+class AdaptiveAvgPool(nn.Module):
+    """Module form of :func:`adaptive_avg_pool` (no parameters, so state_dicts are unchanged)."""
+
+    def __init__(self, output_size):
+        super().__init__()
+        self.output_size = output_size
+
+    def forward(self, x):
+        return adaptive_avg_pool(x, self.output_size)
+
+
 class ConvModule(nn.Module):
     """Conv2d -> BatchNorm2d -> activation. The conv has no bias when a norm follows it."""
 

@@ -1,10 +1,11 @@
 """mmseg's ``EncoderDecoder`` forward, shared by every network.
 
 A subclass sets ``backbone`` (returning a tuple of feature maps), ``decode_head`` and
-``auxiliary_head`` (a ModuleList; heads pick their input by ``in_index``). Training mode
-returns ``{"decode": logits, "aux_0": ..., ...}`` at the heads' own strides (the loss resizes
-them to the label); eval / export mode returns only the decode logits resized (bilinear) to
-the input size.
+``auxiliary_head`` (one head, or a ModuleList of heads; heads pick their input by
+``in_index``). Training mode returns ``{"decode": logits, "aux": ...}`` or
+``{"decode": ..., "aux_0": ..., "aux_1": ...}`` at the heads' own strides (the loss resizes them
+to the label); eval / export mode returns only the decode logits resized (bilinear) to the
+input size.
 """
 import torch.nn as nn
 
@@ -17,5 +18,8 @@ class EncoderDecoder(nn.Module):
         main = self.decode_head(feats)
         if not self.training:
             return resize(main, x.shape[2:])
-        return {"decode": main,
-                **{f"aux_{i}": head(feats) for i, head in enumerate(self.auxiliary_head)}}
+        if isinstance(self.auxiliary_head, nn.ModuleList):
+            aux = {f"aux_{i}": head(feats) for i, head in enumerate(self.auxiliary_head)}
+        else:
+            aux = {"aux": self.auxiliary_head(feats)}
+        return {"decode": main, **aux}
