@@ -1,17 +1,29 @@
-"""Builds the train / val datasets a config names (``data.dataset``)."""
-from common import cityscapes
+"""Builds the train / val datasets a config names (``data.dataset``), and finds the synthetic
+stand-in when no ``--data_path`` is given."""
+from common import cityscapes, voc
 from common.errors import UserError
+from common.synthetic_cityscapes import ensure_synthetic_cityscapes
+from common.synthetic_voc import ensure_synthetic_voc
 from common.transforms import EvalResize, build_train_pipeline
 
-DATASETS = {"cityscapes": cityscapes}
+DATASETS = {"cityscapes": (cityscapes, ensure_synthetic_cityscapes),
+            "voc": (voc, ensure_synthetic_voc)}
+
+
+def _entry(cfg):
+    name = cfg["data"]["dataset"]
+    if name not in DATASETS:
+        raise UserError(f"dataset {name!r} is not available; use one of {', '.join(DATASETS)}")
+    return DATASETS[name]
 
 
 def dataset_module(cfg):
-    name = cfg["data"]["dataset"]
-    if name not in DATASETS:
-        raise UserError(f"dataset {name!r} is not available to this model; use one of "
-                        f"{', '.join(DATASETS)}")
-    return DATASETS[name]
+    return _entry(cfg)[0]
+
+
+def synthetic_root(cfg):
+    """Generate (once) the synthetic dataset of the config's kind; return its root."""
+    return _entry(cfg)[1]()
 
 
 def class_names(cfg):
@@ -25,10 +37,10 @@ def palette(cfg):
 def build_train_set(cfg, root):
     data = cfg["data"]
     return dataset_module(cfg).build_dataset(root, data["train_split"],
-                                                  pipeline=build_train_pipeline(data))
+                                             pipeline=build_train_pipeline(data))
 
 
 def build_val_set(cfg, root):
     data = cfg["data"]
     return dataset_module(cfg).build_dataset(root, data["val_split"],
-                                                  test_transform=EvalResize(data["test_scale"]))
+                                             test_transform=EvalResize(data["test_scale"]))

@@ -15,26 +15,26 @@ def resize(x, size, mode="bilinear"):
 
 
 def _bin_matrix(in_size, out_size, dtype, device):
-    """(out, in) matrix averaging the adaptive-pooling bins [floor(i*in/out), ceil((i+1)*in/out)).
-    Built from Python numbers so that an ONNX trace records it as a constant."""
-    rows = []
-    for i in range(out_size):
-        start = (i * in_size) // out_size
-        end = -((-(i + 1) * in_size) // out_size)
-        rows.append([1.0 / (end - start) if start <= j < end else 0.0 for j in range(in_size)])
-    return torch.tensor(rows, dtype=dtype, device=device)
+    """(out, in) matrix averaging adaptive-pooling bins [floor(i*in/out), ceil((i+1)*in/out)).
+    Tensor ops on the (traced) input size: a static export folds them into constants, a
+    dynamic one keeps them in the graph, so the pooling is exact at every input size."""
+    i = torch.arange(out_size, device=device)
+    j = torch.arange(in_size, device=device)
+    start = torch.div(i * in_size, out_size, rounding_mode="floor")
+    end = torch.div((i + 1) * in_size + out_size - 1, out_size, rounding_mode="floor")
+    inside = (j[None, :] >= start[:, None]) & (j[None, :] < end[:, None])
+    return inside.to(dtype) / (end - start)[:, None].to(dtype)
 
 
 def adaptive_avg_pool(x, output_size):
     """``F.adaptive_avg_pool2d``, except while exporting to ONNX, where it becomes two
-    matrix products with the exact bin-averaging matrices of the export resolution (opset 11
-    has no adaptive pooling, and replacing it with a fixed AveragePool changes the output)."""
+    matrix products with the exact bin-averaging matrices (opset 11 has no adaptive pooling,
+    and replacing it with a fixed AveragePool changes the output)."""
     out_h, out_w = (output_size, output_size) if isinstance(output_size, int) else output_size
     if not torch.onnx.is_in_onnx_export():
         return F.adaptive_avg_pool2d(x, (out_h, out_w))
-    h, w = int(x.shape[-2]), int(x.shape[-1])
-    rows = _bin_matrix(h, out_h, x.dtype, x.device)          # out_h x H
-    cols = _bin_matrix(w, out_w, x.dtype, x.device).t()      # W x out_w
+    rows = _bin_matrix(x.shape[-2], out_h, x.dtype, x.device)       # out_h x H
+    cols = _bin_matrix(x.shape[-1], out_w, x.dtype, x.device).t()   # W x out_w
     return torch.matmul(torch.matmul(rows, x), cols)
 
 

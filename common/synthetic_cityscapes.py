@@ -12,9 +12,7 @@ converter (``common.convert_cityscapes``). Generated once into a cache folder
 (``$SEGZOO_CACHE``, default ``~/.cache/segzoo``), atomically, so concurrent runs are safe.
 """
 import os
-import shutil
 import sys
-import tempfile
 
 import numpy as np
 from PIL import Image
@@ -25,6 +23,7 @@ if __package__ in (None, ""):
 from common.cityscapes import LABEL_ID_TO_TRAIN_ID, PALETTE  # noqa: E402
 from common.convert_cityscapes import convert_cityscapes  # noqa: E402
 from common.errors import ArgParser, run_main  # noqa: E402
+from common.synthetic import cache_dir, class_texture, ensure_generated, render  # noqa: E402
 
 VERSION = 1
 WIDTH, HEIGHT = 256, 128
@@ -40,9 +39,7 @@ UNLABELED, EGO_VEHICLE = 0, 1
 
 
 def default_root():
-    cache = os.environ.get("SEGZOO_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
-                                                        "segzoo"))
-    return os.path.join(cache, f"cityscapes_synthetic_v{VERSION}")
+    return os.path.join(cache_dir(), f"cityscapes_synthetic_v{VERSION}")
 
 
 class Canvas:
@@ -114,29 +111,12 @@ def draw_scene(rng):
     return c.ids
 
 
-def class_texture(label_id):
-    """(base RGB, stripe frequency (fx, fy), amplitude) for a labelId: fixed per class."""
+def texture_of(label_id):
+    """Train classes get their palette colour and own stripes; ignored ids are dark."""
     train_id = LABEL_ID_TO_TRAIN_ID.get(label_id)
     if train_id is None:
         return np.array([20.0, 20.0, 20.0]), (0.0, 0.0), 0.0
-    g = np.random.default_rng(1000 + train_id)
-    angle = g.uniform(0, np.pi)
-    period = g.uniform(3, 12)
-    freq = (np.cos(angle) / period, np.sin(angle) / period)
-    return np.array(PALETTE[train_id], dtype=np.float64), freq, g.uniform(15, 35)
-
-
-def render(ids, rng):
-    """labelIds map -> RGB image: class colour + class stripe texture + noise + jitter."""
-    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
-    img = np.zeros((HEIGHT, WIDTH, 3), dtype=np.float64)
-    for label_id in np.unique(ids):
-        mask = ids == label_id
-        base, (fx, fy), amp = class_texture(int(label_id))
-        stripes = amp * np.sin(2 * np.pi * (fx * xx[mask] + fy * yy[mask]))
-        img[mask] = base + stripes[:, None]
-    img += rng.normal(0, 6, img.shape) + rng.uniform(-15, 15)
-    return np.clip(img, 0, 255).astype(np.uint8)
+    return class_texture(train_id, PALETTE[train_id])
 
 
 def generate(root):
@@ -151,30 +131,14 @@ def generate(root):
             for i in range(count):
                 stem = f"{city}_{i:06d}_{19 + i:06d}"
                 ids = draw_scene(rng)
-                Image.fromarray(render(ids, rng)).save(
+                Image.fromarray(render(ids, texture_of, rng)).save(
                     os.path.join(img_dir, f"{stem}_leftImg8bit.png"))
                 Image.fromarray(ids).save(os.path.join(gt_dir, f"{stem}_gtFine_labelIds.png"))
 
 
 def ensure_synthetic_cityscapes(root=None):
     """Generate (once) and convert the synthetic set; return its root."""
-    root = os.path.abspath(root or default_root())
-    if not os.path.isdir(root):
-        parent = os.path.dirname(root)
-        os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=".tmp-synthetic-", dir=parent)
-        try:
-            generate(os.path.join(tmp, "data"))
-            convert_cityscapes(os.path.join(tmp, "data"))
-            try:
-                os.rename(os.path.join(tmp, "data"), root)
-            except OSError:
-                if not os.path.isdir(root):  # lost a race only if someone else finished
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    convert_cityscapes(root)
-    return root
+    return ensure_generated(root or default_root(), generate, convert_cityscapes)
 
 
 def main(argv=None):

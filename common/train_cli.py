@@ -14,14 +14,13 @@ from common import distributed
 from common.amp import MixedPrecision
 from common.checkpoint import latest_checkpoint, load_file, load_model_weights
 from common.config import load_config, parse_cfg_option
-from common.data import build_train_set, build_val_set, class_names
+from common.data import build_train_set, build_val_set, class_names, synthetic_root
 from common.device import DEVICE_CHOICES, select_device
 from common.engine import TrainState, evaluate, train
 from common.errors import ArgParser, UserError
 from common.logfmt import format_run
 from common.pretrained import load_pretrained_backbone
 from common.run_logger import RunLogger
-from common.synthetic_cityscapes import ensure_synthetic_cityscapes
 
 
 def build_parser(spec):
@@ -57,6 +56,8 @@ def build_parser(spec):
     p.add_argument("--loss-scale", "--loss_scale", dest="loss_scale", default=None,
                    help="'dynamic' or a number")
     p.add_argument("--apex", action="store_true", help="use apex amp (must be installed)")
+    p.add_argument("--sync_bn", "--sync-bn", dest="sync_bn", action="store_true",
+                   help="SyncBatchNorm across processes where the backend supports it")
     p.add_argument("--prof", action="store_true", help="profile 5 iterations (Chrome trace)")
     p.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=None,
                    help="images per device")
@@ -121,11 +122,22 @@ def seed_everything(seed, deterministic):
 def resolve_data_root(args, cfg, log):
     if args.data_path:
         return os.path.abspath(args.data_path)
-    if cfg["data"]["dataset"] != "cityscapes":
-        raise UserError("--data_path is required for this dataset")
-    root = ensure_synthetic_cityscapes()
-    log(f"No --data_path: using synthetic Cityscapes at {root}")
+    root = synthetic_root(cfg)
+    log(f"No --data_path: using the synthetic {cfg['data']['dataset']} dataset at {root}")
     return root
+
+
+def to_sync_bn(model, device, info, log):
+    """``--sync_bn``: BatchNorm -> SyncBatchNorm on nccl/hccl; elsewhere say why not."""
+    if not info.enabled:
+        log("--sync_bn: a single process has nothing to synchronise; BatchNorm is kept")
+        return model
+    if device.type == "cpu":
+        log("--sync_bn: the gloo backend (CPU) has no SyncBatchNorm; each process keeps its "
+            "own BatchNorm statistics")
+        return model
+    log("--sync_bn: BatchNorm layers converted to SyncBatchNorm")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
 def restore(model, optimizer, amp, path, spec):
@@ -205,6 +217,8 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     if resume:
         state.start_iter = restore(model, optimizer, amp, resume, spec)
         log(f"Resumed from {resume} at iteration {state.start_iter}")
+    if args.sync_bn:
+        model = to_sync_bn(model, device, info, log)
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type != "cpu" else None)

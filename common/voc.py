@@ -8,7 +8,6 @@ Splits: ``train`` (train.txt, SegmentationClass), ``aug`` (aug.txt, Segmentation
 ``val``; ``train+aug`` concatenates the first two, mmseg's VOC-aug training set.
 """
 import os
-import shutil
 from multiprocessing import Pool
 
 import numpy as np
@@ -112,18 +111,13 @@ def _convert_mat(job):
     return True
 
 
-def _copy_png(job):
-    src, dst = job
-    if os.path.exists(dst):
-        return False
-    atomic_write_bytes(dst, lambda f: f.write(open(src, "rb").read()))
-    return True
-
-
 def convert_sbd(devkit, aug_root, nproc=1):
-    """SBD ``dataset/cls/*.mat`` -> ``VOC2012/SegmentationClassAug/*.png`` (plus VOC's own
-    SegmentationClass masks, as mmseg's voc_aug.py does), and ``aug.txt`` =
-    (SBD train + SBD val + VOC train) - VOC val. Idempotent; returns counts."""
+    """SBD ``dataset/cls/*.mat`` -> ``VOC2012/SegmentationClassAug/*.png`` and the split lists,
+    as mmseg 1.2.2's ``tools/dataset_converters/voc_aug.py`` does:
+    ``aug.txt`` = (SBD train + SBD val) - (VOC train + VOC val), so that mmseg's training set
+    train.txt + aug.txt holds every image once (10,582 on the real data), and
+    ``trainaug.txt`` = (SBD train + SBD val + VOC train) - VOC val (the same images as one
+    list). Idempotent: existing PNGs are kept, lists rewritten. Returns counts."""
     voc = voc2012_dir(devkit)
     cls_dir = os.path.join(aug_root, "dataset", "cls")
     if not os.path.isdir(cls_dir):
@@ -133,23 +127,21 @@ def convert_sbd(devkit, aug_root, nproc=1):
     mats = sorted(f for f in os.listdir(cls_dir) if f.endswith(".mat"))
     if not mats:
         raise UserError(f"no .mat files in {cls_dir}; is this SBD's benchmark_RELEASE?")
-    mat_jobs = [(os.path.join(cls_dir, f), os.path.join(out_dir, f[:-4] + ".png")) for f in mats]
-    voc_masks = os.path.join(voc, "SegmentationClass")
-    copy_jobs = [(os.path.join(voc_masks, f), os.path.join(out_dir, f))
-                 for f in sorted(os.listdir(voc_masks)) if f.endswith(".png")]
+    jobs = [(os.path.join(cls_dir, f), os.path.join(out_dir, f[:-4] + ".png")) for f in mats]
     with Pool(nproc) if nproc > 1 else _Serial() as pool:
-        converted = sum(pool.map(_convert_mat, mat_jobs))
-        copied = sum(pool.map(_copy_png, copy_jobs))
+        converted = sum(pool.map(_convert_mat, jobs))
     lists = os.path.join(voc, "ImageSets", "Segmentation")
     sbd = (read_list(os.path.join(aug_root, "dataset", "train.txt"), "is this SBD?")
            + read_list(os.path.join(aug_root, "dataset", "val.txt"), "is this SBD?"))
     voc_train = read_list(os.path.join(lists, "train.txt"), "check the VOCdevkit")
-    voc_val = set(read_list(os.path.join(lists, "val.txt"), "check the VOCdevkit"))
-    aug = sorted(set(sbd + voc_train) - voc_val)
-    atomic_write_bytes(os.path.join(lists, "aug.txt"), lambda f: f.write(
-        "".join(f"{i}\n" for i in aug).encode()))
-    return {"converted": converted, "copied": copied, "aug_ids": len(aug),
-            "skipped": len(mat_jobs) + len(copy_jobs) - converted - copied}
+    voc_val = read_list(os.path.join(lists, "val.txt"), "check the VOCdevkit")
+    aug = sorted(set(sbd) - set(voc_train) - set(voc_val))
+    trainaug = sorted(set(sbd + voc_train) - set(voc_val))
+    for name, ids in (("aug.txt", aug), ("trainaug.txt", trainaug)):
+        atomic_write_bytes(os.path.join(lists, name),
+                           lambda f, ids=ids: f.write("".join(f"{i}\n" for i in ids).encode()))
+    return {"converted": converted, "skipped": len(jobs) - converted, "aug": len(aug),
+            "trainaug": len(trainaug)}
 
 
 class _Serial:

@@ -11,12 +11,14 @@ TESTS = os.path.join(REPO, "tests")
 FIXTURES = os.path.join(TESTS, "fixtures")
 BISENETV1 = os.path.join(REPO, "BiSeNetV1")
 BISENETV2 = os.path.join(REPO, "BiSeNetV2")
-sys.path[:0] = [REPO, TESTS, BISENETV1, BISENETV2]
+PSPNET = os.path.join(REPO, "PSPNet")
+sys.path[:0] = [REPO, TESTS, BISENETV1, BISENETV2, PSPNET]
 
 # model directory -> (synthetic smoke config, extra tiny-config YAML)
 MODELS = {
     "BiSeNetV1": ("bisenetv1_r50-d32_synthetic-smoke.yaml", "model:\n  depth: 18\n"),
     "BiSeNetV2": ("bisenetv2_fcn_synthetic-smoke.yaml", ""),
+    "PSPNet": ("pspnet_r50-d8_synthetic-voc-smoke.yaml", ""),
 }
 
 # Tiny recipe for end-to-end runs on 2 CPU cores: 64x64 crops, 2 images per device.
@@ -24,7 +26,6 @@ TINY_CONFIG = """
 _base_: {base}
 {extra}
 data:
-  scale: [128, 64]
   crop_size: [64, 64]
   batch_size: 2
   num_workers: 0

@@ -13,12 +13,14 @@ import torch
 from bisenetv1 import BiSeNetV1
 from bisenetv2 import BiSeNetV2
 from conftest import FIXTURES
+from pspnet import PSPNet
 from fixture_weights import fill_state_dict, fixture_input
 
 NETWORKS = [
     ("BiSeNetV1_r50", lambda: BiSeNetV1(50), 59243385),
     ("BiSeNetV1_r18", lambda: BiSeNetV1(18), 13425721),
     ("BiSeNetV2", BiSeNetV2, 14804255),
+    ("PSPNet", PSPNet, 48977034),
 ]
 IDS = [n for n, _, _ in NETWORKS]
 
@@ -54,9 +56,12 @@ def test_outputs_match_mmseg(name, build, params):
 @pytest.mark.parametrize("build,heads", [
     (lambda: BiSeNetV1(18), {"decode": 8, "aux_0": 8, "aux_1": 16}),
     (BiSeNetV2, {"decode": 8, "aux_0": 4, "aux_1": 8, "aux_2": 16, "aux_3": 32}),
+    (PSPNet, {"decode": 8, "aux": 8}),
 ])
 def test_training_mode_returns_main_and_aux_logits(build, heads):
-    out = build().train()(torch.randn(2, 3, 64, 64))
+    net = build().train()
+    out = net(torch.randn(2, 3, 64, 64))
+    classes = net.decode_head.conv_seg.out_channels
     assert list(out) == list(heads)
     for name, stride in heads.items():
-        assert out[name].shape == (2, 19, 64 // stride, 64 // stride), name
+        assert out[name].shape == (2, classes, 64 // stride, 64 // stride), name

@@ -103,6 +103,11 @@ def test_full_1p_then_eval_1p_and_8p(model, tiny_configs, synthetic_root, tmp_pa
     ev8 = check_result(result_log(0, case, model), case, 2, 4, accuracy=True, model=model)
     # distributed evaluation counts every image exactly once
     assert (ev8["mIoU"], ev8["aAcc"], ev8["mAcc"]) == (ev["mIoU"], ev["aAcc"], ev["mAcc"])
+    if model == "PSPNet":  # the seed's name for the 8p evaluation script
+        script("train_val_8p.sh", f"--config={cfg}", f"--checkpoint={work / 'iter_6.pth'}",
+               "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"},
+               model=model)
+        assert dict(result_log(0, case, model))["mIoU"] == ev["mIoU"]
 
 
 @ALL_MODELS
