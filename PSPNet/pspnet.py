@@ -15,22 +15,10 @@ import os
 import torch
 import torch.nn as nn
 
-from common.layers import AdaptiveAvgPool, ConvModule, FCNHead, resize
+from common.layers import ConvModule, FCNHead, PyramidPoolingModule
 from common.model_spec import ModelSpec
 from common.resnet import resnet_v1c
 from common.segmentor import EncoderDecoder
-
-
-class PyramidPoolingModule(nn.ModuleList):
-    """One branch per pool scale: adaptive average pool then 1x1 conv-bn-relu; each output is
-    upsampled (bilinear) back to the input size."""
-
-    def __init__(self, pool_scales, in_channels, channels):
-        super().__init__(nn.Sequential(AdaptiveAvgPool(scale), ConvModule(in_channels, channels, 1))
-                         for scale in pool_scales)
-
-    def forward(self, x):
-        return [resize(branch(x), x.shape[2:]) for branch in self]
 
 
 class PSPHead(nn.Module):

@@ -68,3 +68,10 @@ def find_pairs(root, split):
 
 def build_dataset(root, split, pipeline=None, test_transform=None):
     return SegDataset(find_pairs(root, split), pipeline, test_transform)
+
+
+def label_path_for(image_path):
+    """The labelTrainIds file of a Cityscapes image path (it may not exist)."""
+    folder, name = os.path.split(image_path)
+    folder = folder.replace(f"{os.sep}leftImg8bit{os.sep}", f"{os.sep}gtFine{os.sep}")
+    return os.path.join(folder, name.replace(IMG_SUFFIX, LABEL_SUFFIX))

@@ -35,6 +35,9 @@ DEFAULTS = {
     "schedule": {"max_iters": 160000, "warmup_iters": 1000, "warmup_ratio": 0.1, "power": 0.9,
                  "eta_min": 0.0001},
     "loss": {"weights": {"decode": 1.0}, "sampler": None},
+    # the seed ICNet's path keys; relative paths are relative to the model directory, and
+    # --data_path / --work-dir / --checkpoint override them
+    "paths": {"cityscapes_root": None, "ckpt_dir": None, "ckpt_path": None},
     "runtime": {
         "log_interval": 50,
         "eval_interval": 16000,
@@ -56,7 +59,7 @@ NON_NEGATIVE = {"data.num_workers", "optim.momentum", "optim.weight_decay",
                 "schedule.warmup_iters", "schedule.eta_min", "runtime.max_keep_ckpts",
                 "runtime.perf_warmup_iters", "data.flip_prob"}
 CHOICES = {"data.dataset": ("cityscapes", "voc"), "runtime.opt_level": ("O0", "O1", "O2")}
-NULLABLE = {"data.test_scale"}
+NULLABLE = {"data.test_scale", "paths.cityscapes_root", "paths.ckpt_dir", "paths.ckpt_path"}
 
 
 def _type_ok(default, value):
@@ -73,6 +76,10 @@ def _type_ok(default, value):
 
 def _check_value(dotted, default, value):
     if value is None and dotted in NULLABLE:
+        return
+    if dotted.startswith("paths."):
+        if value is not None and not isinstance(value, str):
+            raise UserError(f"config key {dotted} must be a path or null, got {value!r}")
         return
     if dotted == "runtime.loss_scale":
         if value != "dynamic" and (isinstance(value, bool) or not isinstance(value, (int, float))
@@ -177,6 +184,14 @@ def validate(cfg, model_builder=None):
                                 f"{', '.join(DEFAULTS[section])}")
             _check_value(f"{section}.{key}", DEFAULTS[section][key], value)
     return cfg
+
+
+def config_path_value(cfg, key, base_dir):
+    """``paths.<key>`` as an absolute path (relative to ``base_dir``), or None."""
+    value = cfg.get("paths", {}).get(key)
+    if not value:
+        return None
+    return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
 
 
 def load_config(path, overrides=(), model_builder=None):

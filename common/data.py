@@ -30,10 +30,6 @@ def class_names(cfg):
     return dataset_module(cfg).CLASSES
 
 
-def palette(cfg):
-    return dataset_module(cfg).PALETTE
-
-
 def build_train_set(cfg, root):
     data = cfg["data"]
     return dataset_module(cfg).build_dataset(root, data["train_split"],

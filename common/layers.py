@@ -1,5 +1,6 @@
 """Building blocks shared by several networks, with mmseg's module names (so state_dict keys
-match): ``ConvModule`` (conv -> bn -> act, keys ``conv.*`` / ``bn.*``) and ``FCNHead``."""
+match): ``ConvModule`` (conv -> bn -> act, keys ``conv.*`` / ``bn.*``), ``FCNHead``, and the
+``PyramidPoolingModule`` of PSPNet and ICNet (with ONNX-exact adaptive pooling)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -103,3 +104,15 @@ class FCNHead(nn.Module):
         if self.dropout is not None:
             feats = self.dropout(feats)
         return self.conv_seg(feats)
+
+
+class PyramidPoolingModule(nn.ModuleList):
+    """One branch per pool scale: adaptive average pool then 1x1 conv-bn-relu; each output is
+    upsampled (bilinear) back to the input size."""
+
+    def __init__(self, pool_scales, in_channels, channels):
+        super().__init__(nn.Sequential(AdaptiveAvgPool(scale), ConvModule(in_channels, channels, 1))
+                         for scale in pool_scales)
+
+    def forward(self, x):
+        return [resize(branch(x), x.shape[2:]) for branch in self]

@@ -13,3 +13,5 @@ class ModelSpec:
     pretrained_target: Optional[Callable] = None  # model -> module that takes ImageNet weights
     # (logits, label, ignore_index, **config loss.sampler) -> per-pixel loss weights
     pixel_sampler: Optional[Callable] = None
+    demo_config: Optional[str] = None  # demo.py's default --config (file under configs/)
+    onnx_input_name: str = "input"     # pth2onnx.py's default --input-name

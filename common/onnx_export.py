@@ -35,7 +35,7 @@ def export_onnx(model, path, input_shape, opset=11, dynamic=False, input_name="i
 
 
 def onnx_parity(model, path, input_shape, seed=0):
-    """Max |onnxruntime - PyTorch| on a seeded input of ``input_shape``."""
+    """(max |onnxruntime - PyTorch|, max |PyTorch|) on a seeded input of ``input_shape``."""
     import onnxruntime as ort
     x = torch.randn(input_shape, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
@@ -44,7 +44,7 @@ def onnx_parity(model, path, input_shape, seed=0):
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     if got.shape != expected.shape:
         raise UserError(f"onnxruntime output shape {got.shape} != PyTorch {expected.shape}")
-    return float(np.abs(got - expected).max())
+    return float(np.abs(got - expected).max()), float(np.abs(expected).max())
 
 
 def main(argv, spec):
@@ -57,7 +57,7 @@ def main(argv, spec):
                    metavar=("H", "W"))
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
-    p.add_argument("--input-name", dest="input_name", default="input")
+    p.add_argument("--input-name", dest="input_name", default=spec.onnx_input_name)
     p.add_argument("--tolerance", type=float, default=1e-3)
     args = p.parse_args(argv)
     if args.opset < 11:
@@ -67,11 +67,12 @@ def main(argv, spec):
     model, _ = load_for_inference(spec, args.checkpoint, args.config)
     shape = (args.batch, 3, *args.input_shape)
     export_onnx(model, args.output, shape, args.opset, args.dynamic, args.input_name)
-    diff = onnx_parity(model, args.output, shape)
+    diff, scale = onnx_parity(model, args.output, shape)
     print(f"exported {args.output} (opset {args.opset}, input {args.input_name} "
           f"{'x'.join(map(str, shape))}{', dynamic' if args.dynamic else ''}); "
-          f"onnxruntime max abs diff vs PyTorch: {diff:.3e}")
+          f"onnxruntime max abs diff vs PyTorch: {diff:.3e} (max |logit| {scale:.3g})")
     if not diff <= args.tolerance:
-        raise UserError(f"onnxruntime differs from PyTorch by {diff:.3e} > {args.tolerance}; "
-                        f"{os.path.basename(args.output)} is not faithful")
+        raise UserError(f"onnxruntime differs from PyTorch by {diff:.3e} > {args.tolerance} "
+                        f"(max |logit| {scale:.3g}); {os.path.basename(args.output)} is not "
+                        "faithful")
     return diff

@@ -13,7 +13,7 @@ import torch
 from common import distributed
 from common.amp import MixedPrecision
 from common.checkpoint import latest_checkpoint, load_file, load_model_weights
-from common.config import load_config, parse_cfg_option
+from common.config import config_path_value, load_config, parse_cfg_option
 from common.data import build_train_set, build_val_set, class_names, synthetic_root
 from common.device import DEVICE_CHOICES, select_device
 from common.engine import TrainState, evaluate, train
@@ -119,9 +119,12 @@ def seed_everything(seed, deterministic):
         torch.backends.cudnn.benchmark = True
 
 
-def resolve_data_root(args, cfg, log):
+def resolve_data_root(args, cfg, log, model_dir):
     if args.data_path:
         return os.path.abspath(args.data_path)
+    configured = config_path_value(cfg, "cityscapes_root", model_dir)
+    if configured:
+        return configured
     root = synthetic_root(cfg)
     log(f"No --data_path: using the synthetic {cfg['data']['dataset']} dataset at {root}")
     return root
@@ -162,8 +165,9 @@ def main(argv, spec):
     cfg, config_path = resolve_config(args, spec)
     info = distributed.env_dist_info()
     device = select_device(args.device, info.local_rank, args.device_list)
-    work_dir = os.path.abspath(args.work_dir or os.path.join(
-        "work_dirs", os.path.splitext(os.path.basename(config_path))[0]))
+    work_dir = os.path.abspath(
+        args.work_dir or config_path_value(cfg, "ckpt_dir", spec.model_dir)
+        or os.path.join("work_dirs", os.path.splitext(os.path.basename(config_path))[0]))
     log_path = (args.log_file or os.path.join(work_dir, "train_rank{rank}.log")).replace(
         "{rank}", str(info.rank))
     log = RunLogger(log_path, echo=info.is_main)
@@ -182,7 +186,7 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     log(f"{spec.name} | config {config_path} | device {device} | precision {amp.describe()}")
     log(format_run(spec.name, info.world_size, cfg["data"]["batch_size"],
                    cfg["schedule"]["max_iters"]))
-    data_root = resolve_data_root(args, cfg, log)
+    data_root = resolve_data_root(args, cfg, log, spec.model_dir)
     val_set = None if args.no_validate and not args.eval_only else build_val_set(cfg, data_root)
     model = spec.build_model(**cfg["model"])
     state = TrainState(cfg=cfg, model_name=spec.name, device=device, dist=info, amp=amp,
@@ -193,7 +197,8 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
         raise UserError(f"config loss.sampler is set but {spec.name} has no pixel sampler; "
                         "remove loss.sampler")
     if args.eval_only:
-        ckpt = args.checkpoint or latest_checkpoint(work_dir)
+        ckpt = (args.checkpoint or config_path_value(cfg, "ckpt_path", spec.model_dir)
+                or latest_checkpoint(work_dir))
         if ckpt is None:
             raise UserError(f"--eval-only needs --checkpoint (no checkpoint in {work_dir})")
         load_model_weights(model, ckpt, spec.name)

@@ -86,6 +86,13 @@ def find_pairs(root, split):
     return pairs
 
 
+def label_path_for(image_path):
+    """The SegmentationClass PNG of a VOC JPEGImages path (it may not exist)."""
+    folder, name = os.path.split(image_path)
+    voc = os.path.dirname(folder)
+    return os.path.join(voc, "SegmentationClass", os.path.splitext(name)[0] + ".png")
+
+
 def build_dataset(root, split, pipeline=None, test_transform=None):
     return SegDataset(find_pairs(root, split), pipeline, test_transform)
 

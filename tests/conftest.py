@@ -12,13 +12,15 @@ FIXTURES = os.path.join(TESTS, "fixtures")
 BISENETV1 = os.path.join(REPO, "BiSeNetV1")
 BISENETV2 = os.path.join(REPO, "BiSeNetV2")
 PSPNET = os.path.join(REPO, "PSPNet")
-sys.path[:0] = [REPO, TESTS, BISENETV1, BISENETV2, PSPNET]
+ICNET = os.path.join(REPO, "ICNet")
+sys.path[:0] = [REPO, TESTS, BISENETV1, BISENETV2, PSPNET, ICNET]
 
 # model directory -> (synthetic smoke config, extra tiny-config YAML)
 MODELS = {
     "BiSeNetV1": ("bisenetv1_r50-d32_synthetic-smoke.yaml", "model:\n  depth: 18\n"),
     "BiSeNetV2": ("bisenetv2_fcn_synthetic-smoke.yaml", ""),
     "PSPNet": ("pspnet_r50-d8_synthetic-voc-smoke.yaml", ""),
+    "ICNet": ("icnet_r50-d8_synthetic-smoke.yaml", ""),
 }
 
 # Tiny recipe for end-to-end runs on 2 CPU cores: 64x64 crops, 2 images per device.

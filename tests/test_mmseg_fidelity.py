@@ -13,6 +13,7 @@ import torch
 from bisenetv1 import BiSeNetV1
 from bisenetv2 import BiSeNetV2
 from conftest import FIXTURES
+from icnet import ICNet
 from pspnet import PSPNet
 from fixture_weights import fill_state_dict, fixture_input
 
@@ -21,6 +22,7 @@ NETWORKS = [
     ("BiSeNetV1_r18", lambda: BiSeNetV1(18), 13425721),
     ("BiSeNetV2", BiSeNetV2, 14804255),
     ("PSPNet", PSPNet, 48977034),
+    ("ICNet", ICNet, 47827833),
 ]
 IDS = [n for n, _, _ in NETWORKS]
 
@@ -57,6 +59,7 @@ def test_outputs_match_mmseg(name, build, params):
     (lambda: BiSeNetV1(18), {"decode": 8, "aux_0": 8, "aux_1": 16}),
     (BiSeNetV2, {"decode": 8, "aux_0": 4, "aux_1": 8, "aux_2": 16, "aux_3": 32}),
     (PSPNet, {"decode": 8, "aux": 8}),
+    (ICNet, {"decode": 8, "aux_0": 16, "aux_1": 8}),
 ])
 def test_training_mode_returns_main_and_aux_logits(build, heads):
     net = build().train()
