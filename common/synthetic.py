@@ -6,6 +6,8 @@ import tempfile
 
 import numpy as np
 
+from common.errors import ArgParser
+
 
 def cache_dir():
     """``$SEGZOO_CACHE``, default ``~/.cache/segzoo``."""
@@ -59,3 +61,10 @@ def render(label_map, texture_of, rng):
         img[mask] = base + stripes[:, None]
     img += rng.normal(0, 6, img.shape) + rng.uniform(-15, 15)
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def generator_cli(argv, description, ensure, default_root):
+    """``python -m common.synthetic_<name> [--out DIR]``: generate once, print the root."""
+    parser = ArgParser(description=description)
+    parser.add_argument("--out", default=None, help=f"dataset root (default {default_root})")
+    print(ensure(parser.parse_args(argv).out))

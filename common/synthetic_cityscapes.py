@@ -22,8 +22,9 @@ if __package__ in (None, ""):
 
 from common.cityscapes import LABEL_ID_TO_TRAIN_ID, PALETTE  # noqa: E402
 from common.convert_cityscapes import convert_cityscapes  # noqa: E402
-from common.errors import ArgParser, run_main  # noqa: E402
-from common.synthetic import cache_dir, class_texture, ensure_generated, render  # noqa: E402
+from common.errors import run_main  # noqa: E402
+from common.synthetic import (cache_dir, class_texture, ensure_generated,  # noqa: E402
+                              generator_cli, render)
 
 VERSION = 1
 WIDTH, HEIGHT = 256, 128
@@ -142,10 +143,7 @@ def ensure_synthetic_cityscapes(root=None):
 
 
 def main(argv=None):
-    parser = ArgParser(description="Generate the synthetic Cityscapes set.")
-    parser.add_argument("--out", default=None, help=f"dataset root (default {default_root()})")
-    args = parser.parse_args(argv)
-    print(ensure_synthetic_cityscapes(args.out))
+    generator_cli(argv, "Generate the synthetic Cityscapes set.", ensure_synthetic_cityscapes, default_root())
 
 
 if __name__ == "__main__":

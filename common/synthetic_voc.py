@@ -20,8 +20,9 @@ from PIL import Image
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.errors import ArgParser, run_main  # noqa: E402
-from common.synthetic import cache_dir, class_texture, ensure_generated, render  # noqa: E402
+from common.errors import run_main  # noqa: E402
+from common.synthetic import (cache_dir, class_texture, ensure_generated,  # noqa: E402
+                              generator_cli, render)
 from common.voc import PALETTE, convert_sbd, save_palette_png  # noqa: E402
 
 VERSION = 1
@@ -118,10 +119,7 @@ def ensure_synthetic_voc(root=None):
 
 
 def main(argv=None):
-    parser = ArgParser(description="Generate the synthetic VOC 2012 + SBD set.")
-    parser.add_argument("--out", default=None, help=f"VOCdevkit root (default {default_root()})")
-    args = parser.parse_args(argv)
-    print(ensure_synthetic_voc(args.out))
+    generator_cli(argv, "Generate the synthetic VOC 2012 + SBD set.", ensure_synthetic_voc, default_root())
 
 
 if __name__ == "__main__":

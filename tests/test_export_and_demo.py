@@ -87,7 +87,7 @@ def test_dynamic_export_runs_other_sizes(model, checkpoints, tmp_path):
     net = CASES[model][2]().eval()
     net.load_state_dict(torch.load(checkpoints[model], weights_only=True)["state_dict"])
     x = torch.randn(2, 3, 96, 160)
-    got = session.run(None, {"input": x.numpy()})[0]
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     with torch.no_grad():
         expected = net(x).numpy()
     assert got.shape == expected.shape == (2, net.decode_head.conv_seg.out_channels, 96, 160)
