@@ -3,6 +3,7 @@ config names and path keys, demo.py's defaults, --summary and label output, and 
 scripts/*.sh helpers."""
 import json
 import os
+import socket
 
 import numpy as np
 import onnx
@@ -104,5 +105,13 @@ def test_seed_helper_scripts(tiny_configs, synthetic_root, tmp_path):
     ev = dict(line.strip().split(" = ") for line in
               open(os.path.join(ICNET, "test", "output", "0", "ICNet_bs2_1p_eval.log")))
     assert ev["mIoU"] == acc["mIoU"]
-    proc = run(["bash", os.path.join(helpers, "train_8p.sh"), "--help"])
-    assert "--data_path" in proc.stdout
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run(["bash", os.path.join(helpers, "train_8p.sh"), f"--config={cfg}",
+         f"--work_dir={tmp_path / 'work8'}", "--device=cpu", f"--master_port={port}"],
+        env={"RANK_SIZE": "2"})
+    acc8 = dict(line.strip().split(" = ") for line in
+                open(os.path.join(ICNET, "test", "output", "0", "ICNet_bs4_2p_acc.log")))
+    assert acc8["RankSize"] == "2" and 0 <= float(acc8["mIoU"]) <= 100
+    assert os.path.isfile(tmp_path / "work8" / "iter_6.pth")
