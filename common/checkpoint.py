@@ -116,8 +116,13 @@ def extract_state_dict(obj):
 
 
 def load_model_weights(model, path, model_name):
-    """Load a checkpoint's weights into ``model`` with ``strict=True``; explain mismatches."""
-    obj = load_file(path)
+    """Load a checkpoint file's weights into ``model`` (strict); return the loaded object."""
+    return apply_weights(model, load_file(path), path, model_name)
+
+
+def apply_weights(model, obj, path, model_name):
+    """Put the weights of a loaded checkpoint ``obj`` (read from ``path``) into ``model`` with
+    ``strict=True``; explain mismatches. Returns ``obj``."""
     meta = obj.get("meta") if isinstance(obj, dict) else None
     if isinstance(meta, dict) and meta.get("model") not in (None, model_name):
         raise UserError(f"checkpoint {path} was written for {meta['model']}, not {model_name}; "

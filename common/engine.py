@@ -11,6 +11,7 @@ the split; with several processes each rank takes images ``rank::world_size`` (e
 exactly once) and the matrices are summed.
 """
 import json
+import math
 import os
 import sys
 import time
@@ -133,7 +134,7 @@ def train(model, optimizer, train_set, val_set, state):
     model.train()
     window = {"loss_sum": {}, "n": 0, "time": 0.0, "data": 0.0}
     perf_start_iter = state.start_iter + rt["perf_warmup_iters"]
-    perf_t0 = None
+    perf_t0, paused = None, 0.0  # checkpoint writes and evaluations are not training time
     profiler = start_profiler(state) if state.profile else None
     progress = (tqdm(total=max_iters, initial=state.start_iter, desc="train", file=sys.stderr)
                 if sys.stderr.isatty() and state.dist.is_main else None)
@@ -171,7 +172,7 @@ def train(model, optimizer, train_set, val_set, state):
             n = window["n"]
             losses = {k: float(v) / n for k, v in window["loss_sum"].items()}
             losses = distributed.reduce_mean_scalars(losses, state.device)
-            if not all(map(lambda v: v == v and abs(v) != float("inf"), losses.values())):
+            if not all(math.isfinite(v) for v in losses.values()):
                 raise UserError(f"loss became non-finite at iteration {done} ({losses}); lower "
                                 "--lr or check the data")
             iter_time = window["time"] / n
@@ -179,6 +180,7 @@ def train(model, optimizer, train_set, val_set, state):
                              iter_time, window["data"] / n, global_batch / iter_time,
                              memory_mb(state.device)))
             window = {"loss_sum": {}, "n": 0, "time": 0.0, "data": 0.0}
+        pause_start = time.perf_counter()
         if done % rt["checkpoint_interval"] == 0 or done == max_iters:
             if state.dist.is_main:
                 path = save_checkpoint(state.work_dir, done,
@@ -189,6 +191,9 @@ def train(model, optimizer, train_set, val_set, state):
         if state.validate and (done % rt["eval_interval"] == 0 or done == max_iters):
             metrics = evaluate(model, val_set, state, done)
             model.train()
+        t_end = time.perf_counter()
+        if perf_t0 is not None:
+            paused += t_end - pause_start
     synchronize(state.device)
     if progress is not None:
         progress.close()
@@ -196,7 +201,7 @@ def train(model, optimizer, train_set, val_set, state):
         stop_profiler(profiler, state)
     if perf_t0 is not None and max_iters > perf_start_iter:
         measured = max_iters - perf_start_iter
-        elapsed = time.perf_counter() - perf_t0
+        elapsed = time.perf_counter() - perf_t0 - paused
         log(format_summary(measured, measured * global_batch / elapsed,
                            1000 * elapsed / measured, elapsed))
     return metrics

@@ -4,7 +4,7 @@ import os
 
 import torch
 
-from common.checkpoint import load_file, load_model_weights
+from common.checkpoint import apply_weights, load_file
 from common.config import load_config, validate
 from common.errors import UserError
 from common.layers import resize
@@ -13,27 +13,25 @@ from common.transforms import Normalize
 _NORMALIZE = Normalize()
 
 
-def config_for_checkpoint(spec, checkpoint, config_path=None):
-    """The resolved config stored in one of our checkpoints, or ``config_path`` (needed for
-    mmseg checkpoints, which carry no config of ours)."""
+def config_for_checkpoint(spec, ckpt, checkpoint_path=None, config_path=None):
+    """The resolved config stored in one of our checkpoints (``ckpt``, already loaded), or
+    ``config_path`` (needed for mmseg checkpoints, which carry no config of ours)."""
     if config_path:
         return load_config(config_path, model_builder=spec.build_model)
-    meta = load_file(checkpoint).get("meta") if checkpoint else None
+    meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
     if isinstance(meta, dict) and isinstance(meta.get("config"), dict):
         return validate(meta["config"], spec.build_model)
     default = os.path.join(spec.model_dir, "configs", spec.default_config)
-    if checkpoint:
-        raise UserError(f"checkpoint {checkpoint} records no config; pass --config "
-                        f"(e.g. {default})")
-    return load_config(default, model_builder=spec.build_model)
+    raise UserError(f"checkpoint {checkpoint_path} records no config; pass --config "
+                    f"(e.g. {default})")
 
 
 def load_for_inference(spec, checkpoint, config_path=None, device="cpu"):
-    """(model in eval mode on ``device``, resolved config)."""
-    cfg = config_for_checkpoint(spec, checkpoint, config_path)
+    """(model in eval mode on ``device``, resolved config), reading the checkpoint once."""
+    ckpt = load_file(checkpoint)
+    cfg = config_for_checkpoint(spec, ckpt, checkpoint, config_path)
     model = spec.build_model(**cfg["model"])
-    if checkpoint:
-        load_model_weights(model, checkpoint, spec.name)
+    apply_weights(model, ckpt, checkpoint, spec.name)
     return model.to(device).eval(), cfg
 
 

@@ -12,7 +12,7 @@ import torch
 
 from common import distributed
 from common.amp import MixedPrecision
-from common.checkpoint import latest_checkpoint, load_file, load_model_weights
+from common.checkpoint import latest_checkpoint, load_model_weights
 from common.config import config_path_value, load_config, parse_cfg_option
 from common.data import build_train_set, build_val_set, class_names, synthetic_root
 from common.device import DEVICE_CHOICES, select_device
@@ -181,6 +181,9 @@ def main(argv, spec):
 
 def run(args, cfg, config_path, spec, info, device, work_dir, log):
     rt = cfg["runtime"]
+    if cfg["loss"]["sampler"] is not None and spec.pixel_sampler is None:
+        raise UserError(f"config loss.sampler is set but {spec.name} has no pixel sampler; "
+                        "remove loss.sampler")
     seed_everything(rt["seed"] + info.rank, rt["deterministic"])
     amp = MixedPrecision(device.type, rt["opt_level"], rt["loss_scale"], args.apex)
     log(f"{spec.name} | config {config_path} | device {device} | precision {amp.describe()}")
@@ -193,19 +196,15 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
                        work_dir=work_dir, log=log, class_names=class_names(cfg),
                        validate=not args.no_validate, profile=args.prof,
                        pixel_sampler=spec.pixel_sampler)
-    if cfg["loss"]["sampler"] is not None and spec.pixel_sampler is None:
-        raise UserError(f"config loss.sampler is set but {spec.name} has no pixel sampler; "
-                        "remove loss.sampler")
     if args.eval_only:
         ckpt = (args.checkpoint or config_path_value(cfg, "ckpt_path", spec.model_dir)
                 or latest_checkpoint(work_dir))
         if ckpt is None:
             raise UserError(f"--eval-only needs --checkpoint (no checkpoint in {work_dir})")
-        load_model_weights(model, ckpt, spec.name)
+        meta = load_model_weights(model, ckpt, spec.name).get("meta") or {}
         log(f"Evaluating {ckpt}")
         model.to(device)
-        return evaluate(model, val_set, state, iteration=load_file(ckpt).get(
-            "meta", {}).get("iteration", 0))
+        return evaluate(model, val_set, state, iteration=meta.get("iteration", 0))
     train_set = build_train_set(cfg, data_root)
     if args.pretrained:
         target = spec.pretrained_target(model) if spec.pretrained_target else model
