@@ -131,12 +131,8 @@ class BiSeNetV1(EncoderDecoder):
                     dropout_ratio=dropout_ratio, in_index=i) for i in (1, 2)])
 
 
-def build_model(depth=50, num_classes=19, dropout_ratio=0.1):
-    """Config ``model:`` section -> network (keys: depth, num_classes, dropout_ratio)."""
-    return BiSeNetV1(depth=depth, num_classes=num_classes, dropout_ratio=dropout_ratio)
 
-
-SPEC = ModelSpec(name="BiSeNetV1", build_model=build_model,
+SPEC = ModelSpec(name="BiSeNetV1", build_model=BiSeNetV1,
                  model_dir=os.path.dirname(os.path.abspath(__file__)),
                  default_config="bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml",
                  smoke_config="bisenetv1_r50-d32_synthetic-smoke.yaml",

@@ -200,12 +200,8 @@ class BiSeNetV2(EncoderDecoder):
             for i, (c_in, c) in enumerate(zip((16, 32, 64, 128), AUX_CHANNELS))])
 
 
-def build_model(num_classes=19, dropout_ratio=0.1):
-    """Config ``model:`` section -> network (keys: num_classes, dropout_ratio)."""
-    return BiSeNetV2(num_classes=num_classes, dropout_ratio=dropout_ratio)
 
-
-SPEC = ModelSpec(name="BiSeNetV2", build_model=build_model,
+SPEC = ModelSpec(name="BiSeNetV2", build_model=BiSeNetV2,
                  model_dir=os.path.dirname(os.path.abspath(__file__)),
                  default_config="bisenetv2_fcn_cityscapes-1024x1024_160k.yaml",
                  smoke_config="bisenetv2_fcn_synthetic-smoke.yaml",

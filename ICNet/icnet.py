@@ -98,12 +98,8 @@ class ICNet(EncoderDecoder):
                     dropout_ratio=aux_dropout_ratio, in_index=i) for i in (0, 1)])
 
 
-def build_model(num_classes=19, aux_dropout_ratio=0.1):
-    """Config ``model:`` section -> network (keys: num_classes, aux_dropout_ratio)."""
-    return ICNet(num_classes=num_classes, aux_dropout_ratio=aux_dropout_ratio)
 
-
-SPEC = ModelSpec(name="ICNet", build_model=build_model,
+SPEC = ModelSpec(name="ICNet", build_model=ICNet,
                  model_dir=os.path.dirname(os.path.abspath(__file__)),
                  default_config="icnet_r50-d8_cityscapes-832x832_80k.yaml",
                  smoke_config="icnet_r50-d8_synthetic-smoke.yaml",

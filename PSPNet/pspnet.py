@@ -54,12 +54,8 @@ class PSPNet(EncoderDecoder):
                                       dropout_ratio=dropout_ratio, in_index=2)
 
 
-def build_model(num_classes=21, dropout_ratio=0.1):
-    """Config ``model:`` section -> network (keys: num_classes, dropout_ratio)."""
-    return PSPNet(num_classes=num_classes, dropout_ratio=dropout_ratio)
 
-
-SPEC = ModelSpec(name="PSPNet", build_model=build_model,
+SPEC = ModelSpec(name="PSPNet", build_model=PSPNet,
                  model_dir=os.path.dirname(os.path.abspath(__file__)),
                  default_config="pspnet_r50-d8_voc12aug-512x512_20k.yaml",
                  smoke_config="pspnet_r50-d8_synthetic-voc-smoke.yaml",

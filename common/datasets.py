@@ -4,7 +4,6 @@ file-named errors, the infinite seeded sampler, collation.
 Training items are addressed as ``dataset[(index, seed)]``: the sampler hands out a seed per
 sample and the random transforms draw only from it. Evaluation items are ``dataset[index]``.
 """
-import os
 
 import cv2
 import numpy as np
@@ -68,9 +67,6 @@ class SegDataset(torch.utils.data.Dataset):
 
     def __len__(self):
         return len(self.pairs)
-
-    def name(self, index):
-        return os.path.basename(self.pairs[index][0])
 
     def load(self, index):
         img_path, label_path = self.pairs[index]

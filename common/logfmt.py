@@ -17,12 +17,6 @@ _ITER = re.compile(r"Iter\((train|val)\) \[\s*(\d+)/(\d+)\]")
 _KV = re.compile(r"([A-Za-z_][\w./]*): (\S+)")
 
 
-def _fmt(value):
-    if isinstance(value, str):
-        return value
-    return f"{value:.4e}" if 0 < abs(value) < 1e-2 else f"{value:.4f}"
-
-
 def format_train(iteration, max_iters, lr, losses, time_s, data_time_s, images_per_s,
                  memory_mb):
     width = len(str(max_iters))

@@ -6,7 +6,7 @@ from typing import Callable, Optional
 @dataclass
 class ModelSpec:
     name: str                     # "BiSeNetV1": checkpoints record it, scripts print it
-    build_model: Callable         # the config's ``model:`` section (kwargs) -> nn.Module
+    build_model: Callable         # network class: the config's ``model:`` section is its kwargs
     model_dir: str                # the model directory; its configs/ holds the recipes
     default_config: str           # file name under configs/: the recipe for real data
     smoke_config: str             # the default without --data_path (synthetic data)

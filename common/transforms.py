@@ -188,9 +188,9 @@ class Normalize:
         self.std = torch.tensor(std).view(1, 3, 1, 1)
 
     def __call__(self, images):
-        mean = self.mean.to(images.device)
-        std = self.std.to(images.device)
-        return (images.float() - mean) / std
+        if self.mean.device != images.device:  # moved once, not every batch
+            self.mean, self.std = self.mean.to(images.device), self.std.to(images.device)
+        return (images.float() - self.mean) / self.std
 
 
 def to_tensors(img, label):

@@ -2,7 +2,7 @@
 spellings."""
 import os
 
-from bisenetv2 import build_model
+from bisenetv2 import SPEC
 from common.config import load_config
 from conftest import BISENETV2, assert_user_error, run
 
@@ -12,7 +12,7 @@ CONFIGS = os.path.join(BISENETV2, "configs")
 
 def test_recipes():
     plain = load_config(os.path.join(CONFIGS, "bisenetv2_fcn_cityscapes-1024x1024_160k.yaml"),
-                        model_builder=build_model)
+                        model_builder=SPEC.build_model)
     assert plain["optim"]["lr"] == 0.05 and plain["schedule"]["warmup_iters"] == 1000
     assert plain["schedule"]["eta_min"] == 0.0001 and plain["data"]["batch_size"] == 4
     assert plain["loss"] == {"weights": {"decode": 1.0, "aux_0": 1.0, "aux_1": 1.0,

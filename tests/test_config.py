@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from bisenetv1 import build_model
+from bisenetv1 import SPEC
 from common.config import load_config, parse_cfg_option
 from common.errors import UserError
 from conftest import BISENETV1
@@ -19,9 +19,9 @@ def write(tmp_path, text, name="c.yaml"):
 
 def test_recipes_reproduce_mmseg():
     r50 = load_config(os.path.join(CONFIGS, "bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml"),
-                      model_builder=build_model)
+                      model_builder=SPEC.build_model)
     r18 = load_config(os.path.join(CONFIGS, "bisenetv1_r18-d32_cityscapes-1024x1024_160k.yaml"),
-                      model_builder=build_model)
+                      model_builder=SPEC.build_model)
     assert r50["model"]["depth"] == 50 and r18["model"]["depth"] == 18
     assert r50["optim"] == {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005}
     assert r18["optim"]["lr"] == 0.025
@@ -35,14 +35,14 @@ def test_recipes_reproduce_mmseg():
 
 def test_every_shipped_config_loads():
     for name in os.listdir(CONFIGS):
-        load_config(os.path.join(CONFIGS, name), model_builder=build_model)
+        load_config(os.path.join(CONFIGS, name), model_builder=SPEC.build_model)
 
 
 def test_overrides_and_base(tmp_path):
     base = os.path.join(CONFIGS, "bisenetv1_r50-d32_synthetic-smoke.yaml")
     path = write(tmp_path, f"_base_: {base}\ndata:\n  batch_size: 3\n")
     cfg = load_config(path, [("optim.lr", 0.1), parse_cfg_option("data.crop_size=[32, 48]")],
-                      build_model)
+                      SPEC.build_model)
     assert cfg["data"]["batch_size"] == 3 and cfg["optim"]["lr"] == 0.1
     assert cfg["data"]["crop_size"] == [32, 48] and cfg["data"]["scale"] == [256, 128]
 
@@ -61,7 +61,7 @@ def test_overrides_and_base(tmp_path):
 ])
 def test_bad_configs_name_the_key(tmp_path, text, match):
     with pytest.raises(UserError, match=match):
-        load_config(write(tmp_path, text), model_builder=build_model)
+        load_config(write(tmp_path, text), model_builder=SPEC.build_model)
 
 
 def test_bad_override_and_missing_file(tmp_path):
@@ -71,11 +71,10 @@ def test_bad_override_and_missing_file(tmp_path):
         parse_cfg_option("data.batch_size")
     path = write(tmp_path, "")
     with pytest.raises(UserError, match="data.batch_size must be > 0"):
-        load_config(path, [("data.batch_size", -2)], build_model)
+        load_config(path, [("data.batch_size", -2)], SPEC.build_model)
 
 
 def test_train_cli_default_config_depends_on_data_path():
-    from bisenetv1 import SPEC
     from common.train_cli import build_parser, resolve_config
     parser = build_parser(SPEC)
     _, synthetic = resolve_config(parser.parse_args([]), SPEC)

@@ -15,7 +15,7 @@ from common.cityscapes import PALETTE
 from common.config import load_config
 from conftest import FIXTURES, ICNET, assert_user_error, run
 from fixture_weights import fill_state_dict
-from icnet import build_model
+from icnet import SPEC
 
 CONFIGS = os.path.join(ICNET, "configs")
 
@@ -34,7 +34,7 @@ def icnet_checkpoint(tmp_path_factory):
 
 def test_recipes_and_seed_names():
     r80 = load_config(os.path.join(CONFIGS, "icnet_r50-d8_cityscapes-832x832_80k.yaml"),
-                      model_builder=build_model)
+                      model_builder=SPEC.build_model)
     assert r80["optim"]["lr"] == 0.01 and r80["schedule"]["max_iters"] == 80000
     assert r80["schedule"]["warmup_iters"] == 0 and r80["schedule"]["eta_min"] == 0.0001
     assert r80["data"]["crop_size"] == [832, 832] and r80["data"]["batch_size"] == 2

@@ -9,14 +9,14 @@ from common.distributed import DistInfo
 from common.resnet import ResNet, resnet_v1c
 from common.train_cli import to_sync_bn
 from conftest import PSPNET, run
-from pspnet import PSPNet, build_model
+from pspnet import SPEC, PSPNet
 
 CONFIGS = os.path.join(PSPNET, "configs")
 
 
 def test_recipes():
     mmseg = load_config(os.path.join(CONFIGS, "pspnet_r50-d8_voc12aug-512x512_20k.yaml"),
-                        model_builder=build_model)
+                        model_builder=SPEC.build_model)
     assert mmseg["data"]["dataset"] == "voc" and mmseg["data"]["num_classes"] == 21
     assert mmseg["data"]["train_split"] == "train+aug" and mmseg["data"]["crop_size"] == [512, 512]
     assert mmseg["data"]["scale"] == [2048, 512] and mmseg["data"]["test_scale"] == [2048, 512]
