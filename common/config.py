@@ -35,6 +35,9 @@ DEFAULTS = {
     "schedule": {"max_iters": 160000, "warmup_iters": 1000, "warmup_ratio": 0.1, "power": 0.9,
                  "eta_min": 0.0001},
     "loss": {"weights": {"decode": 1.0}, "sampler": None},
+    # evaluation: whole-image or sliding-window inference, optional multi-scale + flip TTA
+    "eval": {"mode": "whole", "crop_size": [1024, 1024], "stride": [768, 768], "tta": False,
+             "tta_ratios": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "tta_flip": True},
     # the seed ICNet's path keys; relative paths are relative to the model directory, and
     # --data_path / --work-dir / --checkpoint override them
     "paths": {"cityscapes_root": None, "ckpt_dir": None, "ckpt_path": None},
@@ -58,7 +61,9 @@ POSITIVE = {"data.num_classes", "data.batch_size", "optim.lr", "schedule.max_ite
 NON_NEGATIVE = {"data.num_workers", "optim.momentum", "optim.weight_decay",
                 "schedule.warmup_iters", "schedule.eta_min", "runtime.max_keep_ckpts",
                 "runtime.perf_warmup_iters", "data.flip_prob"}
-CHOICES = {"data.dataset": ("cityscapes", "voc"), "runtime.opt_level": ("O0", "O1", "O2")}
+CHOICES = {"data.dataset": ("cityscapes", "voc"), "runtime.opt_level": ("O0", "O1", "O2"),
+           "eval.mode": ("whole", "slide")}
+POSITIVE_PAIRS = {"eval.crop_size", "eval.stride"}
 NULLABLE = {"data.test_scale", "paths.cityscapes_root", "paths.ckpt_dir", "paths.ckpt_path"}
 
 
@@ -87,12 +92,20 @@ def _check_value(dotted, default, value):
             raise UserError(f"config key {dotted} must be 'dynamic' or a positive number, "
                             f"got {value!r}")
         return
+    if dotted == "eval.tta_ratios":
+        if not (isinstance(value, list) and value and all(
+                isinstance(r, (int, float)) and not isinstance(r, bool) and r > 0 for r in value)):
+            raise UserError(f"config key {dotted} must be a non-empty list of positive numbers, "
+                            f"got {value!r}")
+        return
     if not _type_ok(default, value):
         raise UserError(f"config key {dotted} must be {type(default).__name__}"
                         + (f" of length {len(default)}" if isinstance(default, list) else "")
                         + f", got {value!r}")
     if dotted in POSITIVE and not value > 0:
         raise UserError(f"config key {dotted} must be > 0, got {value}")
+    if dotted in POSITIVE_PAIRS and not all(isinstance(v, int) and v > 0 for v in value):
+        raise UserError(f"config key {dotted} must be two positive integers (h, w), got {value}")
     if dotted in NON_NEGATIVE and value < 0:
         raise UserError(f"config key {dotted} must be >= 0, got {value}")
     if dotted in CHOICES and value not in CHOICES[dotted]:

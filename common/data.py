@@ -4,7 +4,7 @@ from common import cityscapes, voc
 from common.errors import UserError
 from common.synthetic_cityscapes import ensure_synthetic_cityscapes
 from common.synthetic_voc import ensure_synthetic_voc
-from common.transforms import EvalResize, build_train_pipeline
+from common.transforms import EvalResize, TTAResize, build_train_pipeline
 
 DATASETS = {"cityscapes": (cityscapes, ensure_synthetic_cityscapes),
             "voc": (voc, ensure_synthetic_voc)}
@@ -36,7 +36,12 @@ def build_train_set(cfg, root):
                                              pipeline=build_train_pipeline(data))
 
 
+def palette(cfg):
+    return dataset_module(cfg).PALETTE
+
+
 def build_val_set(cfg, root):
-    data = cfg["data"]
-    return dataset_module(cfg).build_dataset(root, data["val_split"],
-                                             test_transform=EvalResize(data["test_scale"]))
+    """Evaluation images at the test scale, or for TTA at each ratio of their own size."""
+    data, ev = cfg["data"], cfg["eval"]
+    transform = TTAResize(ev["tta_ratios"]) if ev["tta"] else EvalResize(data["test_scale"])
+    return dataset_module(cfg).build_dataset(root, data["val_split"], test_transform=transform)

@@ -84,6 +84,8 @@ class SegDataset(torch.utils.data.Dataset):
         img, label = self.load(key)
         if self.test_transform is not None:
             img, label = self.test_transform(img, label)
+        if isinstance(img, list):  # TTAResize: one image per scale
+            return [to_tensors(i, None)[0] for i in img], to_tensors(img[0], label)[1], key
         img_t, label_t = to_tensors(img, label)
         return img_t, label_t, key
 

@@ -6,32 +6,35 @@ auxiliary heads, backward + SGD step through :class:`common.amp.MixedPrecision`,
 the next iteration from the closed-form schedule, log every ``log_interval``, evaluate every
 ``eval_interval`` and checkpoint every ``checkpoint_interval`` (and at the end).
 
-Evaluation: whole-image inference, logits resized to the label size, one confusion matrix over
-the split; with several processes each rank takes images ``rank::world_size`` (every image
-exactly once) and the matrices are summed.
+Evaluation: whole, slide or TTA inference (common.inference), logits resized to the label
+size, one confusion matrix over the split; with several processes each rank takes images
+``rank::world_size`` (every image exactly once) and the matrices are summed.
 """
+import csv
 import json
 import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
+import cv2
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import distributed
 from common.checkpoint import save_checkpoint
-from common.datasets import InfiniteSampler, PadCollate, zero_padding
+from common.datasets import InfiniteSampler, PadCollate, read_image, zero_padding
 from common.device import memory_mb, synchronize
 from common.errors import UserError, unwrap_worker_error
-from common.inference import predict_logits
+from common.inference import WHOLE, predict_logits
 from common.layers import resize
 from common.logfmt import format_summary, format_train, format_val
 from common.lr_schedule import schedule_from_config, set_lr
 from common.metrics import compute_metrics, confusion_matrix, per_class_table
 from common.transforms import Normalize
+from common.visualize import comparison_strip
 
 
 def seg_losses(outputs, label, loss_cfg, ignore_index=255, pixel_sampler=None):
@@ -74,7 +77,14 @@ class TrainState:
     validate: bool = True
     profile: bool = False
     pixel_sampler: object = None
-    extra: dict = field(default_factory=dict)
+    inference: object = WHOLE        # common.inference.InferenceMode
+    palette: tuple = ()
+    show_dir: str = None             # --show-dir: one picture per evaluated image
+    results_dir: str = None          # eval JSON/CSV (default: the work dir)
+    scalars: object = None           # TensorBoard sink (common.tensorboard_log), or None
+
+    def __post_init__(self):
+        self.results_dir = self.results_dir or self.work_dir
 
 
 def build_train_loader(dataset, cfg, state):
@@ -176,9 +186,13 @@ def train(model, optimizer, train_set, val_set, state):
                 raise UserError(f"loss became non-finite at iteration {done} ({losses}); lower "
                                 "--lr or check the data")
             iter_time = window["time"] / n
-            log(format_train(done, max_iters, optimizer.param_groups[0]["lr"], losses,
-                             iter_time, window["data"] / n, global_batch / iter_time,
-                             memory_mb(state.device)))
+            lr = optimizer.param_groups[0]["lr"]
+            log(format_train(done, max_iters, lr, losses, iter_time, window["data"] / n,
+                             global_batch / iter_time, memory_mb(state.device)))
+            if state.scalars is not None:
+                state.scalars.add({**{f"train/{k}": v for k, v in losses.items()},
+                                   "train/lr": lr, "train/images_per_s": global_batch / iter_time},
+                                  done)
             window = {"loss_sum": {}, "n": 0, "time": 0.0, "data": 0.0}
         pause_start = time.perf_counter()
         if done % rt["checkpoint_interval"] == 0 or done == max_iters:
@@ -212,13 +226,16 @@ def first_item(batch):
 
 
 @torch.no_grad()
-def evaluate(model, dataset, state, iteration=0, mode="whole"):
-    """Confusion-matrix evaluation of ``dataset``; logs and returns the metrics."""
-    cfg = state.cfg
-    num_classes = cfg["data"]["num_classes"]
+def evaluate(model, dataset, state, iteration=0):
+    """Confusion-matrix evaluation of ``dataset`` in ``state.inference`` mode; logs the summary
+    and the per-class table, writes them as JSON/CSV to ``state.results_dir`` (and pictures to
+    ``state.show_dir``), returns the metrics. Rank r of N takes images r, r+N, ...: every image
+    counted once; the matrices are summed."""
+    cfg, mode = state.cfg, state.inference
+    num_classes, ignore = cfg["data"]["num_classes"], cfg["data"]["ignore_index"]
     net = unwrap(model)
     net.eval()
-    indices = list(range(state.dist.rank, len(dataset), state.dist.world_size))
+    indices = range(state.dist.rank, len(dataset), state.dist.world_size)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, indices), batch_size=1,
         num_workers=min(cfg["data"]["num_workers"], 2), collate_fn=first_item,
@@ -226,35 +243,67 @@ def evaluate(model, dataset, state, iteration=0, mode="whole"):
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=state.device)
     iterator = loader
     if state.dist.is_main:
-        iterator = tqdm(loader, desc="eval", file=sys.stderr, mininterval=2.0)
+        iterator = tqdm(loader, desc=f"eval ({mode.name})", file=sys.stderr, mininterval=2.0)
     it = iter(iterator)
     synchronize(state.device)
     t0 = time.perf_counter()
     for _ in range(len(indices)):
-        image, label, _ = next_batch(it)
-        logits = predict_logits(net, image.to(state.device), label.shape[-2:], state.amp)
-        cm += confusion_matrix(logits.argmax(1)[0], label.to(state.device), num_classes,
-                               cfg["data"]["ignore_index"])
+        image, label, index = next_batch(it)
+        image = ([i.to(state.device) for i in image] if isinstance(image, list)
+                 else image.to(state.device))
+        pred = predict_logits(net, image, label.shape[-2:], state.amp, mode).argmax(1)[0]
+        cm += confusion_matrix(pred, label.to(state.device), num_classes, ignore)
+        if state.show_dir:
+            write_picture(state, dataset, index, label, pred)
+    if iterator is not loader:
+        iterator.close()
     distributed.all_reduce_sum(cm)
     images_per_s = len(dataset) / max(time.perf_counter() - t0, 1e-9)
     metrics = compute_metrics(cm.cpu())
-    state.log(format_val(iteration, cfg["schedule"]["max_iters"], mode, metrics, images_per_s))
-    state.log("\n".join(per_class_table(state.class_names, metrics)))
+    state.log(format_val(iteration, cfg["schedule"]["max_iters"], mode.name, metrics,
+                         images_per_s))
+    state.log("\n".join(per_class_table(state.class_names, metrics, mode.name)))
     if state.dist.is_main:
-        write_eval_json(state, iteration, mode, metrics, cm)
+        write_eval_files(state, iteration, mode.name, metrics, cm)
+    if state.scalars is not None:
+        state.scalars.add({f"val/{k}": metrics[k] for k in ("mIoU", "aAcc", "mAcc")}, iteration)
     return metrics
 
 
-def write_eval_json(state, iteration, mode, metrics, cm):
-    """``eval_iter_<N>.json`` next to the checkpoints: summary, per-class table, matrix."""
-    record = {"iteration": iteration, "mode": mode,
+def write_picture(state, dataset, index, label, pred):
+    """``<show_dir>/<image stem>.png``: input | ground truth | prediction | error map."""
+    image_path = dataset.pairs[index][0]
+    image = read_image(image_path)
+    label = label.numpy()
+    if image.shape[:2] != label.shape:
+        image = cv2.resize(image, label.shape[::-1], interpolation=cv2.INTER_LINEAR)
+    strip = comparison_strip(image, label, pred.cpu().numpy(), state.palette,
+                             state.cfg["data"]["ignore_index"])
+    os.makedirs(state.show_dir, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(image_path))[0]
+    if not cv2.imwrite(os.path.join(state.show_dir, f"{stem}.png"),
+                       cv2.cvtColor(strip, cv2.COLOR_RGB2BGR)):
+        raise UserError(f"cannot write pictures to --show-dir {state.show_dir}; check that it "
+                        "is a writable folder")
+
+
+def write_eval_files(state, iteration, mode_name, metrics, cm):
+    """``eval_iter_<N>_<mode>.json`` (summary, per-class table, confusion matrix) and
+    ``.csv`` (one row per class, then the means) in ``state.results_dir``."""
+    per_class = [{"class": n, "IoU": i, "Acc": a} for n, i, a in
+                 zip(state.class_names, metrics["IoU"], metrics["Acc"])]
+    record = {"iteration": iteration, "mode": mode_name,
               **{k: metrics[k] for k in ("aAcc", "mIoU", "mAcc")},
-              "per_class": [{"class": n, "IoU": i, "Acc": a} for n, i, a in
-                            zip(state.class_names, metrics["IoU"], metrics["Acc"])],
-              "confusion_matrix": cm.cpu().tolist()}
-    os.makedirs(state.work_dir, exist_ok=True)
-    with open(os.path.join(state.work_dir, f"eval_iter_{iteration}.json"), "w") as f:
+              "per_class": per_class, "confusion_matrix": cm.cpu().tolist()}
+    stem = os.path.join(state.results_dir, f"eval_iter_{iteration}_{mode_name}")
+    os.makedirs(state.results_dir, exist_ok=True)
+    with open(stem + ".json", "w") as f:
         json.dump(record, f, indent=1, allow_nan=True)
+    with open(stem + ".csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["class", "IoU", "Acc"])
+        writer.writerows([r["class"], f"{r['IoU']:.2f}", f"{r['Acc']:.2f}"] for r in per_class)
+        writer.writerow(["mean", f"{metrics['mIoU']:.2f}", f"{metrics['mAcc']:.2f}"])
 
 
 def start_profiler(state):

@@ -1,6 +1,7 @@
 """Inference shared by evaluation, the demo and export: building a model from a checkpoint
-and whole-image prediction (normalise, forward, logits resized to the wanted size)."""
+and prediction in mmseg's whole / slide modes, with optional multi-scale + flip TTA."""
 import os
+from dataclasses import dataclass
 
 import torch
 
@@ -8,7 +9,7 @@ from common.checkpoint import apply_weights, load_file
 from common.config import load_config, validate
 from common.errors import UserError
 from common.layers import resize
-from common.transforms import Normalize
+from common.transforms import TTA_RATIOS, Normalize
 
 _NORMALIZE = Normalize()
 
@@ -35,15 +36,89 @@ def load_for_inference(spec, checkpoint, config_path=None, device="cpu"):
     return model.to(device).eval(), cfg
 
 
+@dataclass(frozen=True)
+class InferenceMode:
+    """How one evaluation image becomes logits (config section ``eval``, flags ``--eval-mode``,
+    ``--slide-crop``, ``--slide-stride``, ``--tta``).
+
+    ``whole``: one forward pass over the image. ``slide``: mmseg's sliding window, crops of
+    ``crop`` (h, w) every ``stride`` (h, w), logits of overlapping crops averaged. ``tta``:
+    the image at each of ``ratios`` times its original size (made by :class:`TTAResize` in the
+    dataset), each also flipped when ``flip``; each pass in ``whole`` or ``slide`` mode, its
+    logits flipped back and resized to the label size; the softmax probabilities averaged, as
+    mmseg's ``SegTTAModel.merge_preds`` does.
+    """
+    mode: str = "whole"
+    crop: tuple = (1024, 1024)
+    stride: tuple = (768, 768)
+    tta: bool = False
+    ratios: tuple = TTA_RATIOS
+    flip: bool = True
+
+    @classmethod
+    def from_config(cls, cfg):
+        ev = cfg["eval"]
+        return cls(ev["mode"], tuple(ev["crop_size"]), tuple(ev["stride"]), ev["tta"],
+                   tuple(ev["tta_ratios"]), ev["tta_flip"])
+
+    @property
+    def name(self):
+        """``whole``, ``slide``, ``whole-tta`` or ``slide-tta``: logs and file names."""
+        return f"{self.mode}-tta" if self.tta else self.mode
+
+
+WHOLE = InferenceMode()
+
+
+def _forward(model, batch, amp):
+    if amp is None:
+        return model(batch).float()
+    with amp.autocast():
+        return model(batch).float()
+
+
+def slide_logits(model, batch, crop, stride, amp=None):
+    """mmseg's ``slide_inference``: crops of ``crop`` (h, w) every ``stride`` (h, w), the last
+    row/column aligned to the border; a crop larger than the image is the whole image."""
+    (h_crop, w_crop), (h_stride, w_stride) = crop, stride
+    n, _, h, w = batch.shape
+    h_grids = max(h - h_crop + h_stride - 1, 0) // h_stride + 1
+    w_grids = max(w - w_crop + w_stride - 1, 0) // w_stride + 1
+    total, count = None, batch.new_zeros((1, 1, h, w))
+    for gy in range(h_grids):
+        for gx in range(w_grids):
+            y2, x2 = min(gy * h_stride + h_crop, h), min(gx * w_stride + w_crop, w)
+            y1, x1 = max(y2 - h_crop, 0), max(x2 - w_crop, 0)
+            logits = _forward(model, batch[:, :, y1:y2, x1:x2], amp)
+            if total is None:
+                total = batch.new_zeros((n, logits.shape[1], h, w))
+            total[:, :, y1:y2, x1:x2] += logits
+            count[:, :, y1:y2, x1:x2] += 1
+    return total / count
+
+
+def _logits_at_input(model, batch, mode, amp):
+    if mode.mode == "slide":
+        return slide_logits(model, batch, mode.crop, mode.stride, amp)
+    return _forward(model, batch, amp)
+
+
 @torch.no_grad()
-def predict_logits(model, image, out_size, amp=None):
-    """``image``: uint8 CHW (or NCHW) RGB tensor on the model's device -> float logits
-    N x C x out_size (whole-image mode)."""
-    batch = image[None] if image.dim() == 3 else image
-    batch = _NORMALIZE(batch)
-    if amp is not None:
-        with amp.autocast():
-            logits = model(batch)
-    else:
-        logits = model(batch)
-    return resize(logits.float(), out_size)
+def predict_logits(model, image, out_size, amp=None, mode=WHOLE):
+    """``image``: uint8 CHW (or NCHW) RGB tensor on the model's device, or for TTA the list of
+    its rescaled versions -> float N x C x out_size: logits, or for TTA the averaged softmax
+    probabilities (argmax is the prediction either way)."""
+    if not mode.tta:
+        batch = _NORMALIZE(image[None] if image.dim() == 3 else image)
+        return resize(_logits_at_input(model, batch, mode, amp), out_size)
+    if not isinstance(image, (list, tuple)):
+        raise ValueError("TTA needs the list of rescaled images (TTAResize)")
+    total, passes = 0.0, 0
+    for scaled in image:
+        batch = _NORMALIZE(scaled[None] if scaled.dim() == 3 else scaled)
+        for flip in (False, True) if mode.flip else (False,):
+            logits = _logits_at_input(model, batch.flip(-1) if flip else batch, mode, amp)
+            logits = logits.flip(-1) if flip else logits
+            total = total + resize(logits, out_size).softmax(dim=1)
+            passes += 1
+    return total / passes

@@ -37,11 +37,12 @@ def compute_metrics(cm):
             "IoU": [float(v) * 100 for v in iou], "Acc": [float(v) * 100 for v in acc]}
 
 
-def per_class_table(class_names, metrics):
-    """The per-class IoU / Acc table as text lines."""
+def per_class_table(class_names, metrics, mode="whole"):
+    """The per-class IoU / Acc table as text lines, headed by the inference mode."""
     width = max(len("Class"), *(len(n) for n in class_names))
     rule = f"+-{'-' * width}-+--------+--------+"
-    lines = [rule, f"| {'Class':<{width}} |   IoU  |   Acc  |", rule]
+    lines = [f"Per-class results ({mode} inference):", rule,
+             f"| {'Class':<{width}} |   IoU  |   Acc  |", rule]
     for name, iou, acc in zip(class_names, metrics["IoU"], metrics["Acc"]):
         cells = [" nan  " if math.isnan(v) else f"{v:6.2f}" for v in (iou, acc)]
         lines.append(f"| {name:<{width}} | {cells[0]} | {cells[1]} |")

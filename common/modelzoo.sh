@@ -24,8 +24,13 @@ usage: bash test/$(basename "$0") [--key=value ...]
   --work_dir=DIR         checkpoints (full/eval default: work_dirs/<config name>)
   --checkpoint=FILE      checkpoint to evaluate (eval scripts; default: work dir's latest)
   --pretrained=FILE      ImageNet backbone weights
+  --eval_mode=whole|slide  --slide_crop=H,W  --slide_stride=H,W   evaluation inference
+  --tta                  multi-scale + flip test-time augmentation (evaluation)
+  --show_dir=DIR         input | ground truth | prediction | error map per evaluated image
+  --tensorboard          also log scalars to TensorBoard (needs the tensorboard package)
   --nnodes=N --node_rank=R --master_addr=HOST --master_port=PORT   (8p scripts, multi-node)
-Outputs go to test/output/\${ASCEND_DEVICE_ID}/ (the previous run's folder is kept as .prev).
+Outputs go to test/output/\${ASCEND_DEVICE_ID}/ (the previous run's folder is kept as .prev);
+full runs also leave curves.png there. Dashes and underscores in keys are interchangeable.
 USAGE
 }
 
@@ -34,18 +39,21 @@ zoo_die() { echo "error: $*" >&2; exit 2; }
 zoo_parse() {
   data_path="" config="" batch_size="" max_iters="" precision_mode="" loss_scale=""
   device="auto" device_list="" workers="" work_dir="" checkpoint="" pretrained=""
+  eval_mode="" slide_crop="" slide_stride="" show_dir="" tta="" tensorboard=""
   nnodes="1" node_rank="0" master_addr="${MASTER_ADDR:-127.0.0.1}"
   master_port="${MASTER_PORT:-29500}"
   local arg key value
   for arg in "$@"; do
     case "$arg" in
       -h|--help) zoo_usage; exit 0 ;;
-      --*=*) key="${arg%%=*}"; key="${key#--}"; value="${arg#*=}" ;;
+      --tta|--tensorboard) printf -v "${arg#--}" '%s' 1; continue ;;
+      --*=*) key="${arg%%=*}"; key="${key#--}"; key="${key//-/_}"; value="${arg#*=}" ;;
       *) zoo_die "argument '$arg' is not --key=value; see --help" ;;
     esac
     case "$key" in
       data_path|config|batch_size|max_iters|precision_mode|loss_scale|device|device_list|\
-      workers|work_dir|checkpoint|pretrained|nnodes|node_rank|master_addr|master_port)
+      workers|work_dir|checkpoint|pretrained|nnodes|node_rank|master_addr|master_port|\
+      eval_mode|slide_crop|slide_stride|show_dir)
         printf -v "$key" '%s' "$value" ;;
       device_id) export ASCEND_DEVICE_ID="$value" ;;
       *) zoo_die "unknown argument --$key; see --help" ;;
@@ -84,6 +92,7 @@ zoo_main() {
   checkpoint="$(zoo_abspath "$checkpoint")"
   pretrained="$(zoo_abspath "$pretrained")"
   work_dir="$(zoo_abspath "$work_dir")"
+  show_dir="$(zoo_abspath "$show_dir")"
   if [ -n "$data_path" ] && [ ! -d "$data_path" ]; then
     zoo_die "--data_path=$data_path does not exist; pass the dataset root or omit it for synthetic data"
   fi
@@ -105,6 +114,12 @@ zoo_main() {
   [ -n "$device_list" ] && args+=(--device_list="$device_list")
   [ -n "$workers" ] && args+=(--workers="$workers")
   [ -n "$pretrained" ] && args+=(--pretrained="$pretrained")
+  [ -n "$eval_mode" ] && args+=(--eval-mode="$eval_mode")
+  [ -n "$slide_crop" ] && args+=(--slide-crop="$slide_crop")
+  [ -n "$slide_stride" ] && args+=(--slide-stride="$slide_stride")
+  [ -n "$show_dir" ] && args+=(--show-dir="$show_dir")
+  [ -n "$tta" ] && args+=(--tta)
+  [ -n "$tensorboard" ] && args+=(--tensorboard)
   local case
   case "$mode" in
     full)
@@ -138,6 +153,11 @@ zoo_main() {
     zoo_die "$Network $mode run failed (exit $status); full log: $log"
   fi
   [ "$scale" = 8p ] && [ "$node_rank" != 0 ] && { echo "node $node_rank done; node 0 writes the result log"; return 0; }
+  if [ "$mode" = full ]; then
+    (cd "$ZOO_REPO_DIR" && python3 -m common.plot_log "$log" --out "$out/curves.png" \
+      --title "$Network, full run, ${ranks}p") || echo "note: no curves.png for this run" >&2
+  fi
+  # the result log's three "Final ..." lines stay the script's last output (ModelZoo contract)
   (cd "$ZOO_REPO_DIR" && python3 -m common.result_log --log "$log" --network "$Network" \
     --case "$case" --out-dir "$out" --e2e-seconds "$((end - start))")
 }

@@ -4,7 +4,7 @@
         --case perf --out-dir test/output/0 --e2e-seconds 123
 
 Writes ``${CaseName}.log`` (``Key = value``, in the contract's order, then the evaluation
-metrics when there are any) and ``train_${CaseName}_loss.txt`` (one loss per logged
+metrics and inference mode when there are any) and ``train_${CaseName}_loss.txt`` (one loss per logged
 iteration), and prints ``Final Performance images/sec``, ``Final Train Accuracy`` and
 ``E2E Training Duration sec``. CaseName = ``${Network}_bs${BatchSize}_${RankSize}p_${case}``,
 BatchSize being the global batch (per device x devices).
@@ -59,7 +59,7 @@ def result_fields(parsed, network, case, e2e_seconds):
               ("ActualLoss", loss), ("E2ETrainingTime", f"{e2e_seconds:.0f}")]
     if last_val:
         fields += [("mIoU", f"{last_val['mIoU']:.2f}"), ("aAcc", f"{last_val['aAcc']:.2f}"),
-                   ("mAcc", f"{last_val['mAcc']:.2f}")]
+                   ("mAcc", f"{last_val['mAcc']:.2f}"), ("EvalMode", last_val["mode"])]
     return case_name, fields
 
 

@@ -4,6 +4,7 @@ Each model directory's train.py is three lines: it hands :func:`main` a :class:`
 Flags (the seeds' set, DESIGN.md) override the YAML config; a work dir that already holds a
 checkpoint resumes from it automatically.
 """
+import argparse
 import os
 import random
 
@@ -14,13 +15,15 @@ from common import distributed
 from common.amp import MixedPrecision
 from common.checkpoint import latest_checkpoint, load_model_weights
 from common.config import config_path_value, load_config, parse_cfg_option
-from common.data import build_train_set, build_val_set, class_names, synthetic_root
+from common.data import build_train_set, build_val_set, class_names, palette, synthetic_root
 from common.device import DEVICE_CHOICES, select_device
 from common.engine import TrainState, evaluate, train
+from common.inference import InferenceMode
 from common.errors import ArgParser, UserError
 from common.logfmt import format_run
 from common.pretrained import load_pretrained_backbone
 from common.run_logger import RunLogger
+from common.tensorboard_log import open_sink
 
 
 def build_parser(spec):
@@ -70,16 +73,42 @@ def build_parser(spec):
     p.add_argument("--workers", type=int, default=None, help="data loader workers per device")
     p.add_argument("--log-file", dest="log_file", default=None,
                    help="per-rank log path; '{rank}' is replaced (default <work-dir>/train_rank{rank}.log)")
+    p.add_argument("--eval-mode", "--eval_mode", dest="eval_mode", default=None,
+                   choices=("whole", "slide"), help="evaluation inference (default: config eval.mode)")
+    p.add_argument("--slide-crop", "--slide_crop", dest="slide_crop", type=pair, default=None,
+                   metavar="H,W", help="slide-mode crop size (default: config eval.crop_size)")
+    p.add_argument("--slide-stride", "--slide_stride", dest="slide_stride", type=pair,
+                   default=None, metavar="H,W", help="slide-mode stride (default: eval.stride)")
+    p.add_argument("--tta", action="store_true",
+                   help="multi-scale (eval.tta_ratios) + flip test-time augmentation")
+    p.add_argument("--show-dir", "--show_dir", dest="show_dir", default=None,
+                   help="write input | ground truth | prediction | error map per evaluated image")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also log scalars to <work-dir>/tensorboard (needs tensorboard)")
     p.add_argument("--cfg-options", dest="cfg_options", nargs="+", default=[],
                    metavar="SECTION.KEY=VALUE", help="override any config value")
     return p
+
+
+def pair(text):
+    """``H,W`` (or ``HxW``) -> [H, W] of positive integers."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        values = [int(v) for v in parts]
+    except ValueError:
+        values = []
+    if len(values) != 2 or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W (two positive integers)")
+    return values
 
 
 FLAG_TO_KEY = {"batch_size": "data.batch_size", "max_iters": "schedule.max_iters",
                "lr": "optim.lr", "eval_interval": "runtime.eval_interval",
                "save_interval": "runtime.checkpoint_interval",
                "seed": "runtime.seed", "workers": "data.num_workers",
-               "opt_level": "runtime.opt_level", "loss_scale": "runtime.loss_scale"}
+               "opt_level": "runtime.opt_level", "loss_scale": "runtime.loss_scale",
+               "eval_mode": "eval.mode", "slide_crop": "eval.crop_size",
+               "slide_stride": "eval.stride"}
 
 
 def resolve_config(args, spec):
@@ -98,6 +127,8 @@ def resolve_config(args, spec):
             overrides.append((key, value))
     if args.do_eval and args.no_validate:
         raise UserError("--do_eval contradicts --no-validate; drop one of them")
+    if args.tta:
+        overrides.append(("eval.tta", True))
     if args.amp:
         if args.opt_level == "O0":
             raise UserError("--amp contradicts --opt-level O0; drop one of them")
@@ -184,6 +215,7 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     if cfg["loss"]["sampler"] is not None and spec.pixel_sampler is None:
         raise UserError(f"config loss.sampler is set but {spec.name} has no pixel sampler; "
                         "remove loss.sampler")
+    scalars = None if args.eval_only else open_sink(args.tensorboard, work_dir, info.is_main)
     seed_everything(rt["seed"] + info.rank, rt["deterministic"])
     amp = MixedPrecision(device.type, rt["opt_level"], rt["loss_scale"], args.apex)
     log(f"{spec.name} | config {config_path} | device {device} | precision {amp.describe()}")
@@ -195,14 +227,18 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     state = TrainState(cfg=cfg, model_name=spec.name, device=device, dist=info, amp=amp,
                        work_dir=work_dir, log=log, class_names=class_names(cfg),
                        validate=not args.no_validate, profile=args.prof,
-                       pixel_sampler=spec.pixel_sampler)
+                       pixel_sampler=spec.pixel_sampler,
+                       inference=InferenceMode.from_config(cfg), palette=palette(cfg),
+                       show_dir=args.show_dir and os.path.abspath(args.show_dir),
+                       scalars=scalars)
     if args.eval_only:
         ckpt = (args.checkpoint or config_path_value(cfg, "ckpt_path", spec.model_dir)
                 or latest_checkpoint(work_dir))
         if ckpt is None:
             raise UserError(f"--eval-only needs --checkpoint (no checkpoint in {work_dir})")
         meta = load_model_weights(model, ckpt, spec.name).get("meta") or {}
-        log(f"Evaluating {ckpt}")
+        log(f"Evaluating {ckpt} ({state.inference.name} inference)")
+        state.results_dir = os.path.dirname(os.path.abspath(ckpt))  # next to the checkpoint
         model.to(device)
         return evaluate(model, val_set, state, iteration=meta.get("iteration", 0))
     train_set = build_train_set(cfg, data_root)
@@ -229,4 +265,8 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     log(f"Training {len(train_set)} images, {cfg['data']['batch_size']} per device x "
         f"{info.world_size}, iterations {state.start_iter}..{cfg['schedule']['max_iters']}, "
         f"work dir {work_dir}")
-    return train(model, optimizer, train_set, val_set, state)
+    try:
+        return train(model, optimizer, train_set, val_set, state)
+    finally:
+        if state.scalars is not None:
+            state.scalars.close()

@@ -180,6 +180,22 @@ class EvalResize:
         return resized, label
 
 
+TTA_RATIOS = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)  # mmseg's img_ratios
+
+
+class TTAResize:
+    """Test-time augmentation input: the image rescaled by each ratio of its own size (mmseg's
+    ``Resize(scale_factor=r, keep_ratio=True)``, which ignores the test scale), as a list."""
+
+    def __init__(self, ratios=TTA_RATIOS):
+        self.ratios = tuple(ratios)
+
+    def __call__(self, img, label, rng=None):
+        h, w = img.shape[:2]
+        sizes = [rescale_size(w, h, (int(w * r + 0.5), int(h * r + 0.5))) for r in self.ratios]
+        return [resize_pair(img, None, size)[0] for size in sizes], label
+
+
 class Normalize:
     """Batched, on-device: uint8 NCHW RGB -> float (x - mean) / std."""
 

@@ -86,6 +86,8 @@ def test_full_1p_then_eval_1p_and_8p(model, tiny_configs, synthetic_root, tmp_pa
     assert printed(proc)[1].endswith(full["TrainAccuracy"])
     assert {"mIoU", "aAcc", "mAcc"} <= set(full)
     assert os.path.isfile(work / "iter_6.pth")
+    curves = os.path.join(REPO, model, "test", "output", "3", "curves.png")
+    assert os.path.getsize(curves) > 10000  # the full run left its curves beside the logs
     # running the full script again on a finished work dir re-evaluates, trains nothing
     script("train_full_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device=cpu",
            model=model)

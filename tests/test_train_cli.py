@@ -34,7 +34,7 @@ def test_run_logs_trains_and_evaluates(reference_run):
     assert "mIoU:" in proc.stdout and "| road" in proc.stdout and "Summary  iters: 4" in proc.stdout
     assert os.path.isfile(work / "iter_3.pth") and os.path.isfile(work / "iter_6.pth")
     assert (work / "latest").read_text() == "iter_6.pth"
-    assert os.path.isfile(work / "eval_iter_6.json") and os.path.isfile(work / "train_rank0.log")
+    assert os.path.isfile(work / "eval_iter_6_whole.json") and os.path.isfile(work / "train_rank0.log")
     ckpt = weights(work / "iter_6.pth")
     assert set(ckpt) == {"meta", "state_dict", "optimizer", "scaler", "rng"}
     assert ckpt["meta"]["model"] == "BiSeNetV1" and ckpt["meta"]["iteration"] == 6
