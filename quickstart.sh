@@ -10,7 +10,7 @@ cd BiSeNetV1
 work=work_dirs/quickstart
 bash test/train_full_1p.sh --work_dir="$work"
 log=test/output/${ASCEND_DEVICE_ID:-0}/train_${ASCEND_DEVICE_ID:-0}_rank0.log
-grep -A 23 "Iter(val)" "$log" | tail -n 24 | cut -d' ' -f4-
+grep -A 24 "Iter(val)" "$log" | tail -n 25 | cut -d' ' -f4-
 checkpoint="$work/$(cat "$work/latest")"
 python3 pth2onnx.py --checkpoint "$checkpoint" --output "$work/BiSeNetV1.onnx"
 val_image=$(ls "$data_root"/leftImg8bit/val/frankfurt/*_leftImg8bit.png | head -n 1)

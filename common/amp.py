@@ -37,12 +37,22 @@ def _apex_amp():
         return None
 
 
+def gradients_finite(optimizer):
+    """One device sync: are all gradients finite? (After DDP's all-reduce they are the same on
+    every rank, so every rank reaches the same answer.)"""
+    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+    if not grads:
+        return True
+    return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+
+
 class StaticLossScaler:
     """Fixed loss scale (apex ``loss_scale=<float>``); steps with inf/nan gradients are skipped."""
 
     def __init__(self, scale):
         self._scale = float(scale)
         self._found_inf = False
+        self.skipped = False
 
     def scale(self, loss):
         return loss * self._scale
@@ -57,6 +67,7 @@ class StaticLossScaler:
         self._found_inf = not finite
 
     def step(self, optimizer):
+        self.skipped = self._found_inf
         if not self._found_inf:
             optimizer.step()
 
@@ -124,23 +135,34 @@ class MixedPrecision:
         use = self.enabled and self.apex is None
         return torch.autocast(self.device_type, dtype=self.dtype, enabled=use)
 
+    @property
+    def dynamic_scaling(self):
+        """True when a dynamic loss scaler skips steps with non-finite gradients by design."""
+        return isinstance(self.scaler, torch.amp.GradScaler) or (
+            self.apex is not None and self.loss_scale == "dynamic")
+
     def backward_and_step(self, loss, optimizer):
-        """Backward, (unscale), optimizer step. Returns the loss scale in use (1.0 if none)."""
+        """Backward, (unscale), optimizer step unless the gradients are non-finite. Returns
+        whether the step was taken (a dynamic scaler's skips included)."""
         if self.apex is not None:
             with self.apex.scale_loss(loss, optimizer) as scaled:
                 scaled.backward()
             optimizer.step()
-            return 1.0
+            return True
         if self.scaler is None:
             loss.backward()
+            if not gradients_finite(optimizer):
+                return False
             optimizer.step()
-            return 1.0
+            return True
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(optimizer)
+        before = float(self.scaler.get_scale())
         self.scaler.step(optimizer)
-        scale = float(self.scaler.get_scale())
         self.scaler.update()
-        return scale
+        if isinstance(self.scaler, StaticLossScaler):
+            return not self.scaler.skipped
+        return float(self.scaler.get_scale()) >= before  # GradScaler lowers it on a skip
 
     def state_dict(self):
         return self.scaler.state_dict() if self.scaler is not None else {}

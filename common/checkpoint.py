@@ -3,9 +3,13 @@
 One file holds ``state_dict`` (model), ``optimizer``, ``scaler``, ``meta`` (model name,
 iteration, resolved config) and ``rng`` (torch generator states). Files are written atomically
 (temp file in the same folder, fsync, rename) and a small text file ``latest`` names the newest
-complete checkpoint, so a run killed mid-write never leaves a half file behind a pointer.
+complete checkpoint, so a run killed mid-write never leaves a half file behind a pointer. Each
+checkpoint has a ``.sha256`` sidecar (torch.load does not check zip CRCs, so a flipped byte
+would otherwise load silently); a file that does not match it is refused as corrupted.
 Everything is loaded with ``torch.load(weights_only=True)``: tensors and plain containers only.
 """
+import hashlib
+import io
 import os
 import pickle
 import tempfile
@@ -16,6 +20,10 @@ import torch
 from common.errors import UserError
 
 LATEST = "latest"
+
+
+class CorruptCheckpoint(UserError):
+    """A checkpoint file that exists but is truncated or damaged."""
 
 
 def _fsync_dir(path):
@@ -49,17 +57,48 @@ def atomic_write_bytes(path, writer):
     _fsync_dir(folder)
 
 
+def remove_stale_temp_files(work_dir):
+    """Temp files of writes killed before their rename (SIGKILL, power loss)."""
+    if os.path.isdir(work_dir):
+        for fname in os.listdir(work_dir):
+            if fname.startswith(".tmp-"):
+                os.unlink(os.path.join(work_dir, fname))
+
+
 def save_checkpoint(work_dir, iteration, state, max_keep=None):
-    """Write ``iter_<N>.pth`` atomically, point ``latest`` at it, prune to ``max_keep``."""
+    """Write ``iter_<N>.pth`` (+ ``.sha256``) atomically, point ``latest`` at it, then keep the
+    newest ``max_keep`` (never the one ``latest`` names). A failed write (disk full, no
+    permission) raises a UserError and leaves every earlier checkpoint and ``latest`` as they
+    were."""
     name = f"iter_{iteration}.pth"
     path = os.path.join(work_dir, name)
-    atomic_write_bytes(path, lambda f: torch.save(state, f))
-    atomic_write_bytes(os.path.join(work_dir, LATEST), lambda f: f.write(name.encode()))
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    try:
+        atomic_write_bytes(path, lambda f: f.write(data))
+        atomic_write_bytes(path + ".sha256", lambda f: f.write(
+            f"{hashlib.sha256(data).hexdigest()}  {name}\n".encode()))
+        atomic_write_bytes(os.path.join(work_dir, LATEST), lambda f: f.write(name.encode()))
+    except OSError as exc:
+        previous = latest_checkpoint(work_dir)
+        raise UserError(f"could not write checkpoint {path} ({exc.strerror or exc}); "
+                        + (f"the previous checkpoint {previous} is intact" if previous else
+                           "no earlier checkpoint exists") + "; free space or fix permissions "
+                        "and rerun to resume") from None
     if max_keep:
-        for old in list_checkpoints(work_dir)[:-max_keep]:
-            if os.path.basename(old) != name:
-                os.unlink(old)
+        prune(work_dir, max_keep)
     return path
+
+
+def prune(work_dir, keep):
+    """Delete all but the newest ``keep`` checkpoints, sparing the one ``latest`` names."""
+    protected = latest_checkpoint(work_dir)
+    for old in list_checkpoints(work_dir)[:-keep]:
+        if old != protected:
+            os.unlink(old)
+            if os.path.exists(old + ".sha256"):
+                os.unlink(old + ".sha256")
 
 
 def list_checkpoints(work_dir):
@@ -85,23 +124,48 @@ def latest_checkpoint(work_dir):
     return path if os.path.isfile(path) else None
 
 
+def resumable_checkpoints(work_dir):
+    """Candidates for auto-resume, best first: the one ``latest`` names, then every other
+    ``iter_*.pth`` newest first (fallbacks when the newer ones turn out corrupted)."""
+    latest = latest_checkpoint(work_dir)
+    others = [p for p in reversed(list_checkpoints(work_dir)) if p != latest]
+    return ([latest] if latest else []) + others
+
+
+def _read_verified(path, what):
+    """The file's bytes, checked against its ``.sha256`` sidecar when there is one."""
+    with open(path, "rb") as f:
+        data = f.read()
+    sidecar = path + ".sha256"
+    if os.path.isfile(sidecar):
+        with open(sidecar) as f:
+            fields = f.read().split()
+        expected = fields[0] if fields else ""
+        if hashlib.sha256(data).hexdigest() != expected:
+            raise CorruptCheckpoint(f"{what} {path} is truncated or corrupted (its SHA-256 "
+                                    f"does not match {os.path.basename(sidecar)}); use another "
+                                    "file")
+    return data
+
+
 def load_file(path, what="checkpoint"):
     """``torch.load(weights_only=True)`` with one-line errors for missing/corrupt/unsafe files."""
     if not os.path.isfile(path):
         raise UserError(f"{what} {path} does not exist; check the path")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(io.BytesIO(_read_verified(path, what)), map_location="cpu",
+                          weights_only=True)
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise UserError(f"{what} {path} holds Python objects beyond tensors, which are not "
                             "loaded for safety; re-save just its state_dict with torch.save") from None
-        raise UserError(f"{what} {path} is truncated or corrupted ({first}); use another "
-                        "file") from None
+        raise CorruptCheckpoint(f"{what} {path} is truncated or corrupted ({first}); use "
+                                "another file") from None
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{what} {path} is truncated or corrupted ({first}); use another "
-                        "file") from None
+        raise CorruptCheckpoint(f"{what} {path} is truncated or corrupted ({first}); use "
+                                "another file") from None
 
 
 def extract_state_dict(obj):

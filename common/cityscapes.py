@@ -39,8 +39,9 @@ LABEL_SUFFIX = "_gtFine_labelTrainIds.png"
 CONVERT_HINT = "run: python -m common.convert_cityscapes {root} --nproc 8"
 
 
-def find_pairs(root, split):
-    """Validated (image, labelTrainIds) pairs of one split."""
+def find_pairs(root, split, problems=None):
+    """Validated (image, labelTrainIds) pairs of one split; with a ``problems`` list, images
+    without labels (and labels without images) are recorded there instead of raising."""
     if not os.path.isdir(root):
         raise UserError(f"--data_path {root} does not exist; point it at the Cityscapes root "
                         "(holding leftImg8bit/ and gtFine/) or omit it to use synthetic data")
@@ -62,7 +63,8 @@ def find_pairs(root, split):
     img_rel = [os.path.relpath(p, img_dir) for p in images]
     lab_rel = [os.path.relpath(p, gt_dir) for p in labels]
     pairs = match_pairs(img_rel, lab_rel, IMG_SUFFIX, LABEL_SUFFIX,
-                        "every image needs its label (" + CONVERT_HINT.format(root=root) + ")")
+                        "every image needs its label (" + CONVERT_HINT.format(root=root) + ")",
+                        problems, (img_dir, gt_dir))
     return [(os.path.join(img_dir, i), os.path.join(gt_dir, l)) for i, l in pairs]
 
 

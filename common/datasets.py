@@ -4,6 +4,7 @@ file-named errors, the infinite seeded sampler, collation.
 Training items are addressed as ``dataset[(index, seed)]``: the sampler hands out a seed per
 sample and the random transforms draw only from it. Evaluation items are ``dataset[index]``.
 """
+import os
 
 import cv2
 import numpy as np
@@ -90,20 +91,27 @@ class SegDataset(torch.utils.data.Dataset):
         return img_t, label_t, key
 
 
-def match_pairs(images, labels, image_suffix, label_suffix, hint):
-    """Pair ``*image_suffix`` and ``*label_suffix`` files by shared stem; a lone file on either
-    side is an error naming it."""
+def match_pairs(images, labels, image_suffix, label_suffix, hint, problems=None,
+                folders=("", "")):
+    """Pair ``*image_suffix`` and ``*label_suffix`` files by shared stem. A lone file on either
+    side raises an error naming it, or with a ``problems`` list, each one is recorded there
+    (paths under ``folders``: image folder, label folder) and left out."""
     img_by_stem = {p[:-len(image_suffix)]: p for p in images}
     lab_by_stem = {p[:-len(label_suffix)]: p for p in labels}
     lone_img = sorted(set(img_by_stem) - set(lab_by_stem))
     lone_lab = sorted(set(lab_by_stem) - set(img_by_stem))
-    if lone_img:
+    if problems is not None:
+        problems += [f"image {os.path.join(folders[0], img_by_stem[s])} has no label"
+                     for s in lone_img]
+        problems += [f"label {os.path.join(folders[1], lab_by_stem[s])} has no image"
+                     for s in lone_lab]
+    elif lone_img:
         raise UserError(f"image {img_by_stem[lone_img[0]]} has no label "
                         f"({len(lone_img)} such images); {hint}")
-    if lone_lab:
+    elif lone_lab:
         raise UserError(f"label {lab_by_stem[lone_lab[0]]} has no image "
                         f"({len(lone_lab)} such labels); {hint}")
-    return [(img_by_stem[s], lab_by_stem[s]) for s in sorted(img_by_stem)]
+    return [(img_by_stem[s], lab_by_stem[s]) for s in sorted(img_by_stem) if s in lab_by_stem]
 
 
 class InfiniteSampler(torch.utils.data.Sampler):

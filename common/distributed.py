@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from common.errors import UserError
+
 BACKENDS = {"npu": "hccl", "cuda": "nccl", "cpu": "gloo"}
 
 
@@ -39,15 +41,79 @@ def env_dist_info():
     return DistInfo(rank=rank, world_size=world, local_rank=local)
 
 
-def init_distributed(info, device_type, timeout_s=1800):
-    """Join the process group when more than one process takes part."""
+def init_distributed(info, device_type, timeout_s=None):
+    """Join the process group when more than one process takes part. Collectives time out
+    after ``timeout_s`` (``$SEGZOO_DIST_TIMEOUT``, default 1800 s), so a rank whose peer hangs
+    or dies stops with an error instead of waiting for ever (gloo notices a dead peer's closed
+    connection at once)."""
     if not info.enabled or dist.is_initialized():
         return
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29500")
-    dist.init_process_group(backend=BACKENDS[device_type], rank=info.rank,
-                            world_size=info.world_size,
-                            timeout=datetime.timedelta(seconds=timeout_s))
+    timeout_s = timeout_s or float(os.environ.get("SEGZOO_DIST_TIMEOUT", 1800))
+    try:
+        dist.init_process_group(backend=BACKENDS[device_type], rank=info.rank,
+                                world_size=info.world_size,
+                                timeout=datetime.timedelta(seconds=timeout_s))
+    except dist.DistError as exc:
+        port = os.environ["MASTER_PORT"]
+        if "address already in use" in str(exc).lower() or "EADDRINUSE" in str(exc):
+            raise UserError(f"MASTER_PORT {port} is busy on {os.environ['MASTER_ADDR']}; pass "
+                            "another --master_port (or free it)") from None
+        raise UserError(f"rank {info.rank} could not join the process group at "
+                        f"{os.environ['MASTER_ADDR']}:{port} ({first_line(exc)}); check that "
+                        "every rank is started with the same MASTER_ADDR/MASTER_PORT") from None
+
+
+def first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+PEER_FAILURE_SIGNS = ("connection reset", "connection closed", "broken pipe", "timed out",
+                      "timeout", "gloo", "nccl", "hccl")
+
+
+def is_peer_failure(exc):
+    """Whether an exception raised in a distributed run comes from a collective whose peer
+    died or hung (gloo raises plain RuntimeErrors for these)."""
+    text = str(exc).lower()
+    return isinstance(exc, dist.DistError) or any(sign in text for sign in PEER_FAILURE_SIGNS)
+
+
+def peer_failure(exc, rank):
+    """The UserError for a collective that failed because another rank died or hung."""
+    return UserError(f"rank {rank}: a distributed operation failed ({first_line(exc)[:200]}); "
+                     "another process probably died or hung: read the other ranks' logs "
+                     "(train_rank*.log) for its error, then rerun to resume")
+
+
+def check_same_config(cfg, info, ignored=("paths",)):
+    """Every rank must train the same resolved config (``paths`` may differ per node)."""
+    if not dist.is_initialized():
+        return
+    mine = {k: v for k, v in cfg.items() if k not in ignored}
+    gathered = [None] * info.world_size
+    dist.all_gather_object(gathered, mine)
+    for rank, other in enumerate(gathered):
+        if other != gathered[0]:
+            key, ours, theirs = first_difference(gathered[0], other)
+            raise UserError(f"rank {rank} runs a different config from rank 0 ({key}: "
+                            f"{theirs!r} vs {ours!r}); start every rank with the same config "
+                            "and flags")
+
+
+def first_difference(a, b, prefix=""):
+    """(dotted key, value in a, value in b) of the first difference between two configs."""
+    for key in sorted(set(a) | set(b)):
+        left, right = a.get(key), b.get(key)
+        if isinstance(left, dict) and isinstance(right, dict):
+            found = first_difference(left, right, f"{prefix}{key}.")
+            if found:
+                return found
+        elif left != right:
+            return f"{prefix}{key}", left, right
+    return None
 
 
 def shutdown():
@@ -64,6 +130,13 @@ def all_reduce_sum(tensor):
     """Sum a tensor over all ranks in place (no-op in a single process)."""
     if dist.is_initialized():
         dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def all_reduce_max(tensor):
+    """Maximum of a tensor over all ranks in place (no-op in a single process)."""
+    if dist.is_initialized():
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
     return tensor
 
 

@@ -12,7 +12,6 @@ size, one confusion matrix over the split; with several processes each rank take
 """
 import csv
 import json
-import math
 import os
 import sys
 import time
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from common import distributed
-from common.checkpoint import save_checkpoint
+from common.checkpoint import latest_checkpoint, save_checkpoint
 from common.datasets import InfiniteSampler, PadCollate, read_image, zero_padding
 from common.device import memory_mb, synchronize
 from common.errors import UserError, unwrap_worker_error
@@ -33,6 +32,7 @@ from common.layers import resize
 from common.logfmt import format_summary, format_train, format_val
 from common.lr_schedule import schedule_from_config, set_lr
 from common.metrics import compute_metrics, confusion_matrix, per_class_table
+from common.stop_signals import Stopped, ignore_stop_signals
 from common.transforms import Normalize
 from common.visualize import comparison_strip
 
@@ -82,6 +82,8 @@ class TrainState:
     show_dir: str = None             # --show-dir: one picture per evaluated image
     results_dir: str = None          # eval JSON/CSV (default: the work dir)
     scalars: object = None           # TensorBoard sink (common.tensorboard_log), or None
+    stop: object = None              # common.stop_signals.StopRequest, or None
+    nan_policy: str = "stop"         # non-finite gradients without a dynamic scaler
 
     def __post_init__(self):
         self.results_dir = self.results_dir or self.work_dir
@@ -96,7 +98,7 @@ def build_train_loader(dataset, cfg, state):
         dataset, batch_size=data["batch_size"], sampler=sampler, num_workers=workers,
         collate_fn=PadCollate(data["crop_size"], data["ignore_index"]), pin_memory=state.device.type == "cuda", drop_last=True,
         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
-        generator=own_generator(cfg["runtime"]["seed"]))
+        generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=ignore_stop_signals)
 
 
 def own_generator(seed):
@@ -142,7 +144,7 @@ def train(model, optimizer, train_set, val_set, state):
     loader_iter = iter(build_train_loader(train_set, cfg, state))
     log, metrics = state.log, None
     model.train()
-    window = {"loss_sum": {}, "n": 0, "time": 0.0, "data": 0.0}
+    window = new_window()
     perf_start_iter = state.start_iter + rt["perf_warmup_iters"]
     perf_t0, paused = None, 0.0  # checkpoint writes and evaluations are not training time
     profiler = start_profiler(state) if state.profile else None
@@ -163,10 +165,13 @@ def train(model, optimizer, train_set, val_set, state):
         loss, terms = seg_losses(outputs, labels, cfg["loss"], cfg["data"]["ignore_index"],
                                  state.pixel_sampler)
         optimizer.zero_grad(set_to_none=True)
-        state.amp.backward_and_step(loss, optimizer)
-        for key, value in {"loss": loss.detach(), **terms}.items():
-            window["loss_sum"][key] = window["loss_sum"].get(key, 0.0) + value
         done = iteration + 1
+        if not state.amp.backward_and_step(loss, optimizer):
+            handle_non_finite(state, done, loss)
+            window["skipped"] += 1
+        else:
+            for key, value in {"loss": loss.detach(), **terms}.items():
+                window["loss_sum"][key] = window["loss_sum"].get(key, 0.0) + value
         if profiler is not None:
             profiler.step()
         if progress is not None:
@@ -180,11 +185,9 @@ def train(model, optimizer, train_set, val_set, state):
         t_end = now
         if done % rt["log_interval"] == 0 or done == max_iters:
             n = window["n"]
-            losses = {k: float(v) / n for k, v in window["loss_sum"].items()}
+            stepped = max(n - window["skipped"], 1)
+            losses = {k: float(v) / stepped for k, v in window["loss_sum"].items()}
             losses = distributed.reduce_mean_scalars(losses, state.device)
-            if not all(math.isfinite(v) for v in losses.values()):
-                raise UserError(f"loss became non-finite at iteration {done} ({losses}); lower "
-                                "--lr or check the data")
             iter_time = window["time"] / n
             lr = optimizer.param_groups[0]["lr"]
             log(format_train(done, max_iters, lr, losses, iter_time, window["data"] / n,
@@ -193,18 +196,20 @@ def train(model, optimizer, train_set, val_set, state):
                 state.scalars.add({**{f"train/{k}": v for k, v in losses.items()},
                                    "train/lr": lr, "train/images_per_s": global_batch / iter_time},
                                   done)
-            window = {"loss_sum": {}, "n": 0, "time": 0.0, "data": 0.0}
+            window = new_window()
         pause_start = time.perf_counter()
-        if done % rt["checkpoint_interval"] == 0 or done == max_iters:
-            if state.dist.is_main:
-                path = save_checkpoint(state.work_dir, done,
-                                       checkpoint_state(model, optimizer, state, done),
-                                       rt["max_keep_ckpts"] or None)
-                log(f"Saved checkpoint {path}")
-            distributed.barrier()
+        saved = done % rt["checkpoint_interval"] == 0 or done == max_iters
+        if saved:
+            save(model, optimizer, state, done)
         if state.validate and (done % rt["eval_interval"] == 0 or done == max_iters):
             metrics = evaluate(model, val_set, state, done)
             model.train()
+        if stop_agreed(state):
+            if not saved:
+                save(model, optimizer, state, done)
+            log(f"Stopped by {state.stop.describe()} after iteration {done}: the checkpoint "
+                "is saved; run the same command again to resume from it")
+            raise Stopped(state.stop.signum)
         t_end = time.perf_counter()
         if perf_t0 is not None:
             paused += t_end - pause_start
@@ -219,6 +224,52 @@ def train(model, optimizer, train_set, val_set, state):
         log(format_summary(measured, measured * global_batch / elapsed,
                            1000 * elapsed / measured, elapsed))
     return metrics
+
+
+def new_window():
+    """Sums over the iterations between two log lines."""
+    return {"loss_sum": {}, "n": 0, "skipped": 0, "time": 0.0, "data": 0.0}
+
+
+def save(model, optimizer, state, done):
+    """Rank 0 writes the checkpoint (replicas are identical); the others wait for it."""
+    if state.dist.is_main:
+        path = save_checkpoint(state.work_dir, done,
+                               checkpoint_state(model, optimizer, state, done),
+                               state.cfg["runtime"]["max_keep_ckpts"] or None)
+        state.log(f"Saved checkpoint {path}")
+    distributed.barrier()
+
+
+def stop_agreed(state):
+    """Whether to stop now; with several processes, when any rank got a stop signal (one
+    small all-reduce per iteration), so all stop after the same iteration."""
+    if state.stop is None:
+        return False
+    if not state.dist.enabled:
+        return state.stop.requested
+    flag = torch.tensor([state.stop.signum or 0], device=state.device)
+    distributed.all_reduce_max(flag)
+    if flag.item() and not state.stop.requested:
+        state.stop.signum = int(flag.item())
+    return bool(flag.item())
+
+
+def handle_non_finite(state, done, loss):
+    """The step was not taken: non-finite gradients. A dynamic loss scaler skips such steps by
+    design; otherwise ``--nan-policy`` says skip (and go on) or stop (keeping the checkpoints:
+    nothing of this state is saved)."""
+    value = float(loss.detach())
+    where = f"iteration {done}: non-finite gradients (loss {value})"
+    if state.amp.dynamic_scaling:
+        state.log(f"{where}; the dynamic loss scaler skipped the step and lowered its scale")
+    elif state.nan_policy == "skip":
+        state.log(f"{where}; step skipped (--nan-policy skip)")
+    else:
+        last = latest_checkpoint(state.work_dir)
+        raise UserError(f"{where}; stopped (--nan-policy stop) keeping the last good checkpoint "
+                        f"{last or '(none yet)'}; lower --lr, check the data, or pass "
+                        "--nan-policy skip")
 
 
 def first_item(batch):
@@ -239,7 +290,7 @@ def evaluate(model, dataset, state, iteration=0):
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, indices), batch_size=1,
         num_workers=min(cfg["data"]["num_workers"], 2), collate_fn=first_item,
-        generator=own_generator(cfg["runtime"]["seed"]))
+        generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=ignore_stop_signals)
     cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=state.device)
     iterator = loader
     if state.dist.is_main:

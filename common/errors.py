@@ -8,12 +8,16 @@ class UserError(Exception):
 
 
 def run_main(main, argv=None):
-    """Run ``main(argv)``; turn a :class:`UserError` into ``error: ...`` on stderr and exit 2."""
+    """Run ``main(argv)``; turn a :class:`UserError` into ``error: ...`` on stderr and exit 2,
+    and a graceful stop (:class:`common.stop_signals.Stopped`) into its exit status."""
+    from common.stop_signals import Stopped
     try:
         return main(argv)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+    except Stopped as exc:
+        sys.exit(exc.exit_code)
 
 
 def unwrap_worker_error(exc):

@@ -36,6 +36,27 @@ USAGE
 
 zoo_die() { echo "error: $*" >&2; exit 2; }
 
+# Node 0 hosts the rendezvous on master_port. Busy: a single-node run takes a free port and
+# says so; a multi-node run stops (the other nodes were told this port).
+zoo_check_port() {
+  if python3 - "$master_port" <<'PY'
+import socket, sys
+with socket.socket() as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("", int(sys.argv[1])))
+    except OSError:
+        sys.exit(1)
+PY
+  then return 0; fi
+  if [ "$nnodes" != 1 ]; then
+    zoo_die "--master_port=$master_port is busy on this node; pass a free port to every node"
+  fi
+  local busy="$master_port"
+  master_port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])')"
+  echo "note: MASTER_PORT $busy is busy; this single-node run uses $master_port" >&2
+}
+
 zoo_parse() {
   data_path="" config="" batch_size="" max_iters="" precision_mode="" loss_scale=""
   device="auto" device_list="" workers="" work_dir="" checkpoint="" pretrained=""
@@ -97,6 +118,7 @@ zoo_main() {
     zoo_die "--data_path=$data_path does not exist; pass the dataset root or omit it for synthetic data"
   fi
   if [ -n "$config" ] && [ ! -f "$config" ]; then zoo_die "--config=$config does not exist"; fi
+  if [ "$scale" = 8p ] && [ "$node_rank" = 0 ]; then zoo_check_port; fi
   local perf_iters="$ZOO_PERF_ITERS"
   [ -z "$data_path" ] && perf_iters="$ZOO_PERF_ITERS_SYNTHETIC"
 

@@ -13,16 +13,19 @@ import torch
 
 from common import distributed
 from common.amp import MixedPrecision
-from common.checkpoint import latest_checkpoint, load_model_weights
+from common.checkpoint import (CorruptCheckpoint, latest_checkpoint, load_model_weights,
+                               remove_stale_temp_files, resumable_checkpoints)
 from common.config import config_path_value, load_config, parse_cfg_option
 from common.data import build_train_set, build_val_set, class_names, palette, synthetic_root
 from common.device import DEVICE_CHOICES, select_device
+from common.data_check import check_dataset
 from common.engine import TrainState, evaluate, train
 from common.inference import InferenceMode
 from common.errors import ArgParser, UserError
 from common.logfmt import format_run
 from common.pretrained import load_pretrained_backbone
 from common.run_logger import RunLogger
+from common.stop_signals import StopRequest
 from common.tensorboard_log import open_sink
 
 
@@ -85,6 +88,14 @@ def build_parser(spec):
                    help="write input | ground truth | prediction | error map per evaluated image")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log scalars to <work-dir>/tensorboard (needs tensorboard)")
+    p.add_argument("--keep", type=int, default=None, metavar="N",
+                   help="keep the newest N checkpoints (never the one 'latest' names); 0 = all")
+    p.add_argument("--nan-policy", "--nan_policy", dest="nan_policy", default="stop",
+                   choices=("stop", "skip"),
+                   help="non-finite gradients without AMP dynamic scaling: stop keeping the "
+                        "last good checkpoint (default) or skip the step")
+    p.add_argument("--check-data", "--check_data", dest="check_data", action="store_true",
+                   help="scan the train and val sets, report every problem, and exit")
     p.add_argument("--cfg-options", dest="cfg_options", nargs="+", default=[],
                    metavar="SECTION.KEY=VALUE", help="override any config value")
     return p
@@ -107,7 +118,7 @@ FLAG_TO_KEY = {"batch_size": "data.batch_size", "max_iters": "schedule.max_iters
                "save_interval": "runtime.checkpoint_interval",
                "seed": "runtime.seed", "workers": "data.num_workers",
                "opt_level": "runtime.opt_level", "loss_scale": "runtime.loss_scale",
-               "eval_mode": "eval.mode", "slide_crop": "eval.crop_size",
+               "keep": "runtime.max_keep_ckpts", "eval_mode": "eval.mode", "slide_crop": "eval.crop_size",
                "slide_stride": "eval.stride"}
 
 
@@ -191,6 +202,24 @@ def restore(model, optimizer, amp, path, spec):
     return int(ckpt["meta"]["iteration"])
 
 
+def resume(args, model, optimizer, amp, spec, work_dir, log):
+    """The iteration to start from: ``--resume-from``, else the work dir's newest checkpoint
+    that loads, falling back past corrupted ones (each named in the log); 0 for a new run."""
+    if args.resume_from:
+        start = restore(model, optimizer, amp, args.resume_from, spec)
+        log(f"Resumed from {args.resume_from} at iteration {start}")
+        return start
+    for candidate in resumable_checkpoints(work_dir):
+        try:
+            start = restore(model, optimizer, amp, candidate, spec)
+        except CorruptCheckpoint as exc:
+            log(f"Skipping {candidate}: {exc}; trying the previous checkpoint")
+            continue
+        log(f"Resumed from {candidate} at iteration {start}")
+        return start
+    return 0
+
+
 def main(argv, spec):
     args = build_parser(spec).parse_args(argv)
     cfg, config_path = resolve_config(args, spec)
@@ -202,9 +231,14 @@ def main(argv, spec):
     log_path = (args.log_file or os.path.join(work_dir, "train_rank{rank}.log")).replace(
         "{rank}", str(info.rank))
     log = RunLogger(log_path, echo=info.is_main)
-    distributed.init_distributed(info, device.type)
     try:
+        distributed.init_distributed(info, device.type)
+        distributed.check_same_config(cfg, info)
         return run(args, cfg, config_path, spec, info, device, work_dir, log)
+    except RuntimeError as exc:
+        if info.enabled and distributed.is_peer_failure(exc):
+            raise distributed.peer_failure(exc, info.rank) from None
+        raise
     finally:
         distributed.shutdown()
         log.close()
@@ -222,6 +256,17 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     log(format_run(spec.name, info.world_size, cfg["data"]["batch_size"],
                    cfg["schedule"]["max_iters"]))
     data_root = resolve_data_root(args, cfg, log, spec.model_dir)
+    data = cfg["data"]
+    if args.check_data:
+        splits = [data["train_split"], data["val_split"]]
+        count = check_dataset(cfg, data_root, splits, log, max(data["num_workers"], 1),
+                              use_cache=False, shown=None)
+        log(f"--check-data: {count} image/label pairs of {' and '.join(splits)} in {data_root} "
+            "checked, no problems")
+        return None
+    splits = ([] if args.eval_only else [data["train_split"]]) + (
+        [data["val_split"]] if args.eval_only or not args.no_validate else [])
+    check_dataset(cfg, data_root, splits, log, max(data["num_workers"], 1))
     val_set = None if args.no_validate and not args.eval_only else build_val_set(cfg, data_root)
     model = spec.build_model(**cfg["model"])
     state = TrainState(cfg=cfg, model_name=spec.name, device=device, dist=info, amp=amp,
@@ -253,10 +298,9 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
                                 momentum=cfg["optim"]["momentum"],
                                 weight_decay=cfg["optim"]["weight_decay"])
     model, optimizer = amp.prepare(model, optimizer)
-    resume = args.resume_from or latest_checkpoint(work_dir)
-    if resume:
-        state.start_iter = restore(model, optimizer, amp, resume, spec)
-        log(f"Resumed from {resume} at iteration {state.start_iter}")
+    if info.is_main:
+        remove_stale_temp_files(work_dir)
+    state.start_iter = resume(args, model, optimizer, amp, spec, work_dir, log)
     if args.sync_bn:
         model = to_sync_bn(model, device, info, log)
     if info.enabled:
@@ -265,8 +309,11 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     log(f"Training {len(train_set)} images, {cfg['data']['batch_size']} per device x "
         f"{info.world_size}, iterations {state.start_iter}..{cfg['schedule']['max_iters']}, "
         f"work dir {work_dir}")
+    state.nan_policy = args.nan_policy
+    state.stop = StopRequest().install()
     try:
         return train(model, optimizer, train_set, val_set, state)
     finally:
+        state.stop.uninstall()
         if state.scalars is not None:
             state.scalars.close()

@@ -61,8 +61,9 @@ def read_list(path, hint):
         return [line.strip() for line in f if line.strip()]
 
 
-def find_pairs(root, split):
-    """(image, label) paths of ``train``, ``aug``, ``val`` or ``+``-joined splits."""
+def find_pairs(root, split, problems=None):
+    """(image, label) paths of ``train``, ``aug``, ``val`` or ``+``-joined splits. A missing
+    image or label raises, or with a ``problems`` list is recorded there and skipped."""
     voc = voc2012_dir(root)
     pairs = []
     for part in split.split("+"):
@@ -76,13 +77,19 @@ def find_pairs(root, split):
         for image_id in ids:
             img = os.path.join(voc, "JPEGImages", f"{image_id}.jpg")
             label = os.path.join(ann_dir, f"{image_id}.png")
+            missing = None
             if not os.path.isfile(img):
-                raise UserError(f"image {img} listed in {part}.txt does not exist; restore it or "
-                                "remove the id from the list")
-            if not os.path.isfile(label):
-                raise UserError(f"image {img} has no label ({label} missing); "
-                                + (AUG_HINT if part == "aug" else "restore it"))
-            pairs.append((img, label))
+                missing = (f"image {img} listed in {part}.txt does not exist; restore it or "
+                           "remove the id from the list")
+            elif not os.path.isfile(label):
+                missing = (f"image {img} has no label ({label} missing); "
+                           + (AUG_HINT if part == "aug" else "restore it"))
+            if missing is None:
+                pairs.append((img, label))
+            elif problems is None:
+                raise UserError(missing)
+            else:
+                problems.append(missing)
     return pairs
 
 

@@ -1,0 +1,100 @@
+"""Dataset validation: every problem of a split at once, with file names.
+
+Checked: images without labels and labels without images (or ids of a VOC list without
+files), files that cannot be decoded, image/label size mismatches, label values outside
+``0..num_classes-1`` and not the ignore index. ``train.py --check-data`` prints the report;
+every training run checks its splits at start and refuses to train on a broken dataset. A
+split that passed is remembered (by its files' paths, sizes and modification times, under
+``$SEGZOO_CACHE/data_checks``), so later starts cost one ``stat`` per file.
+"""
+import hashlib
+import json
+import os
+from multiprocessing import Pool
+
+import cv2
+import numpy as np
+
+from common.data import dataset_module
+from common.datasets import read_label
+from common.errors import UserError
+from common.synthetic import cache_dir
+
+SHOWN = 20           # problems printed before "... and N more"
+PARALLEL_FROM = 64   # pairs; fewer are checked in this process
+
+
+def check_pair(job):
+    """Problems of one (image, label) pair, as a list of lines."""
+    img_path, label_path, num_classes, ignore_index = job
+    found = []
+    img = cv2.imread(img_path, cv2.IMREAD_COLOR)
+    if img is None:
+        found.append(f"image {img_path} is unreadable or truncated")
+    try:
+        label = read_label(label_path)
+    except UserError as exc:
+        found.append(str(exc).split(";")[0])
+        label = None
+    if img is not None and label is not None and img.shape[:2] != label.shape:
+        found.append(f"image {img_path} is {img.shape[1]}x{img.shape[0]} but its label "
+                     f"{label_path} is {label.shape[1]}x{label.shape[0]}")
+    if label is not None:
+        values = np.unique(label)
+        bad = values[(values >= num_classes) & (values != ignore_index)]
+        if bad.size:
+            found.append(f"label {label_path} has values {', '.join(map(str, bad[:8]))} "
+                         f"outside 0..{num_classes - 1} and not {ignore_index}")
+    return found
+
+
+def _signature(pairs, num_classes, ignore_index):
+    digest = hashlib.sha256(f"{num_classes}/{ignore_index}".encode())
+    for pair in pairs:
+        for path in pair:
+            st = os.stat(path)
+            digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def scan_split(cfg, root, split, workers=1, use_cache=True):
+    """(number of pairs, list of problems) for one split."""
+    data = cfg["data"]
+    problems = []
+    pairs = dataset_module(cfg).find_pairs(root, split, problems)
+    marker = os.path.join(cache_dir(), "data_checks",
+                          _signature(pairs, data["num_classes"], data["ignore_index"]))
+    if use_cache and not problems and os.path.isfile(marker):
+        return len(pairs), []
+    jobs = [(i, l, data["num_classes"], data["ignore_index"]) for i, l in pairs]
+    if len(jobs) >= PARALLEL_FROM and workers > 1:
+        with Pool(workers) as pool:
+            results = pool.map(check_pair, jobs, chunksize=8)
+    else:
+        results = [check_pair(job) for job in jobs]
+    problems += [line for found in results for line in found]
+    if not problems:
+        os.makedirs(os.path.dirname(marker), exist_ok=True)
+        with open(marker, "w") as f:
+            json.dump({"root": root, "split": split, "pairs": len(pairs)}, f)
+    return len(pairs), problems
+
+
+def check_dataset(cfg, root, splits, log, workers=1, use_cache=True, shown=SHOWN):
+    """Scan ``splits``; log the problems (the first ``shown``, None = all); raise one
+    UserError summing them up. Returns the number of pairs checked."""
+    total, all_problems = 0, []
+    for split in splits:
+        count, problems = scan_split(cfg, root, split, workers, use_cache)
+        total += count
+        all_problems += [f"[{split}] {p}" for p in problems]
+    if not all_problems:
+        return total
+    for line in all_problems[:shown]:
+        log(f"data problem: {line}")
+    if shown is not None and len(all_problems) > shown:
+        log(f"data problem: ... and {len(all_problems) - shown} more (python3 train.py "
+            "--check-data lists them all)")
+    first = all_problems[0]
+    raise UserError(f"{len(all_problems)} problem(s) in the dataset at {root} (first: "
+                    f"{first}); fix or remove those files (the log lists them)")
