@@ -27,6 +27,7 @@ DEFAULTS = {
         "flip_prob": 0.5,
         "photometric": True,
         "pad_to_crop": False,
+        "device_augment": False,        # run the train transforms on the device (batch)
         "test_scale": [2048, 1024],     # (w, h) fit for evaluation; null = keep size
         "batch_size": 4,                # per device
         "num_workers": 4,               # per device
@@ -37,7 +38,8 @@ DEFAULTS = {
     "loss": {"weights": {"decode": 1.0}, "sampler": None},
     # evaluation: whole-image or sliding-window inference, optional multi-scale + flip TTA
     "eval": {"mode": "whole", "crop_size": [1024, 1024], "stride": [768, 768], "tta": False,
-             "tta_ratios": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "tta_flip": True},
+             "tta_ratios": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "tta_flip": True,
+             "fast": True},  # evaluate a BN-folded channels_last copy (same function)
     # the seed ICNet's path keys; relative paths are relative to the model directory, and
     # --data_path / --work-dir / --checkpoint override them
     "paths": {"cityscapes_root": None, "ckpt_dir": None, "ckpt_path": None},

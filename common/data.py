@@ -31,9 +31,11 @@ def class_names(cfg):
 
 
 def build_train_set(cfg, root):
+    """Training samples, transformed in the loader workers, or only decoded when
+    ``data.device_augment`` moves the transforms to the device."""
     data = cfg["data"]
-    return dataset_module(cfg).build_dataset(root, data["train_split"],
-                                             pipeline=build_train_pipeline(data))
+    pipeline = None if data["device_augment"] else build_train_pipeline(data)
+    return dataset_module(cfg).build_dataset(root, data["train_split"], pipeline=pipeline)
 
 
 def palette(cfg):

@@ -26,7 +26,9 @@ from common import distributed
 from common.checkpoint import latest_checkpoint, save_checkpoint
 from common.datasets import InfiniteSampler, PadCollate, read_image, zero_padding
 from common.device import memory_mb, synchronize
+from common.device_augment import DeviceAugment, list_collate
 from common.errors import UserError, unwrap_worker_error
+from common.fuse import fast_inference_model
 from common.inference import WHOLE, predict_logits
 from common.layers import resize
 from common.logfmt import format_summary, format_train, format_val
@@ -84,6 +86,7 @@ class TrainState:
     scalars: object = None           # TensorBoard sink (common.tensorboard_log), or None
     stop: object = None              # common.stop_signals.StopRequest, or None
     nan_policy: str = "stop"         # non-finite gradients without a dynamic scaler
+    channels_last: bool = False      # --channels-last: NHWC activations
 
     def __post_init__(self):
         self.results_dir = self.results_dir or self.work_dir
@@ -94,9 +97,11 @@ def build_train_loader(dataset, cfg, state):
     sampler = InfiniteSampler(len(dataset), data["batch_size"], state.dist.rank,
                               state.dist.world_size, cfg["runtime"]["seed"], state.start_iter)
     workers = data["num_workers"]
+    collate = (list_collate if data["device_augment"]
+               else PadCollate(data["crop_size"], data["ignore_index"]))
     return torch.utils.data.DataLoader(
         dataset, batch_size=data["batch_size"], sampler=sampler, num_workers=workers,
-        collate_fn=PadCollate(data["crop_size"], data["ignore_index"]), pin_memory=state.device.type == "cuda", drop_last=True,
+        collate_fn=collate, pin_memory=state.device.type == "cuda", drop_last=True,
         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
         generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=ignore_stop_signals)
 
@@ -127,7 +132,10 @@ def checkpoint_state(model, optimizer, state, iteration):
 
 
 def unwrap(model):
-    return model.module if hasattr(model, "module") else model
+    """The network inside DDP and/or torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
 
 
 def train(model, optimizer, train_set, val_set, state):
@@ -140,6 +148,7 @@ def train(model, optimizer, train_set, val_set, state):
         return evaluate(model, val_set, state, state.start_iter) if state.validate else None
     lr_of = schedule_from_config(cfg)
     normalize = Normalize()
+    augment = DeviceAugment(cfg["data"]) if cfg["data"]["device_augment"] else None
     global_batch = cfg["data"]["batch_size"] * state.dist.world_size
     loader_iter = iter(build_train_loader(train_set, cfg, state))
     log, metrics = state.log, None
@@ -155,9 +164,18 @@ def train(model, optimizer, train_set, val_set, state):
         if iteration == perf_start_iter:
             synchronize(state.device)
             perf_t0 = time.perf_counter()
-        images, labels, valid = next_batch(loader_iter)
+        batch = next_batch(loader_iter)
         t_data = time.perf_counter()
+        if augment is None:
+            images, labels, valid = batch
+        else:  # decoded samples and their seeds: transform on the device
+            images, labels, seeds = batch
+            images, labels, valid = augment(
+                [i.to(state.device, non_blocking=True) for i in images],
+                [l.to(state.device, non_blocking=True) for l in labels], seeds)
         images = zero_padding(normalize(images.to(state.device, non_blocking=True)), valid)
+        if state.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
         labels = labels.to(state.device, non_blocking=True)
         set_lr(optimizer, lr_of(iteration))
         with state.amp.autocast():
@@ -286,6 +304,8 @@ def evaluate(model, dataset, state, iteration=0):
     num_classes, ignore = cfg["data"]["num_classes"], cfg["data"]["ignore_index"]
     net = unwrap(model)
     net.eval()
+    if cfg["eval"]["fast"]:
+        net = fast_inference_model(net)
     indices = range(state.dist.rank, len(dataset), state.dist.world_size)
     loader = torch.utils.data.DataLoader(
         torch.utils.data.Subset(dataset, indices), batch_size=1,

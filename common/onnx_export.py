@@ -4,10 +4,11 @@
         [--opset 11] [--input-shape 1024 2048] [--batch 1] [--dynamic] [--input-name input]
 
 Exports the eval-mode network (main logits at input resolution, 1x3x1024x2048 by default,
-opset 11 for Ascend ATC), runs onnxruntime on the same seeded input and fails when the max
+opset 11 for Ascend ATC; BatchNorm folded into the convolutions unless ``--no-fold-bn``), runs onnxruntime on the same seeded input and fails when the max
 absolute difference against PyTorch exceeds ``--tolerance`` (1e-3); the difference is printed
 either way. ``--dynamic`` makes batch, height and width dynamic axes.
 """
+import copy
 import os
 import warnings
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 
 from common.errors import ArgParser, UserError
+from common.fuse import fold_batchnorm
 from common.inference import load_for_inference
 
 
@@ -59,6 +61,8 @@ def main(argv, spec):
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--input-name", dest="input_name", default=spec.onnx_input_name)
     p.add_argument("--tolerance", type=float, default=1e-3)
+    p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false",
+                   help="keep BatchNorm layers (default: folded into the convolutions)")
     args = p.parse_args(argv)
     if args.opset < 11:
         raise UserError(f"--opset {args.opset} is too old; use 11 or newer")
@@ -66,10 +70,15 @@ def main(argv, spec):
         raise UserError("--batch must be >= 1 and --input-shape at least 32x32")
     model, _ = load_for_inference(spec, args.checkpoint, args.config)
     shape = (args.batch, 3, *args.input_shape)
-    export_onnx(model, args.output, shape, args.opset, args.dynamic, args.input_name)
-    diff, scale = onnx_parity(model, args.output, shape)
+    exported = model
+    if args.fold_bn:
+        exported = copy.deepcopy(model)
+        fold_batchnorm(exported)
+    export_onnx(exported, args.output, shape, args.opset, args.dynamic, args.input_name)
+    diff, scale = onnx_parity(model, args.output, shape)  # against the checkpoint as trained
     print(f"exported {args.output} (opset {args.opset}, input {args.input_name} "
-          f"{'x'.join(map(str, shape))}{', dynamic' if args.dynamic else ''}); "
+          f"{'x'.join(map(str, shape))}{', dynamic' if args.dynamic else ''}"
+          f"{', BN folded' if args.fold_bn else ''}); "
           f"onnxruntime max abs diff vs PyTorch: {diff:.3e} (max |logit| {scale:.3g})")
     if not diff <= args.tolerance:
         raise UserError(f"onnxruntime differs from PyTorch by {diff:.3e} > {args.tolerance} "

@@ -88,6 +88,12 @@ def build_parser(spec):
                    help="write input | ground truth | prediction | error map per evaluated image")
     p.add_argument("--tensorboard", action="store_true",
                    help="also log scalars to <work-dir>/tensorboard (needs tensorboard)")
+    p.add_argument("--channels-last", "--channels_last", dest="channels_last",
+                   action="store_true", help="NHWC memory format for training (fast path)")
+    p.add_argument("--device-augment", "--device_augment", dest="device_augment",
+                   action="store_true", help="train transforms on the device; workers decode")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the training model (first iterations compile)")
     p.add_argument("--keep", type=int, default=None, metavar="N",
                    help="keep the newest N checkpoints (never the one 'latest' names); 0 = all")
     p.add_argument("--nan-policy", "--nan_policy", dest="nan_policy", default="stop",
@@ -140,6 +146,8 @@ def resolve_config(args, spec):
         raise UserError("--do_eval contradicts --no-validate; drop one of them")
     if args.tta:
         overrides.append(("eval.tta", True))
+    if args.device_augment:
+        overrides.append(("data.device_augment", True))
     if args.amp:
         if args.opt_level == "O0":
             raise UserError("--amp contradicts --opt-level O0; drop one of them")
@@ -294,6 +302,9 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
         load_model_weights(model, args.load_from, spec.name)
         log(f"Loaded weights from {args.load_from}")
     model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+        state.channels_last = True
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg["optim"]["lr"],
                                 momentum=cfg["optim"]["momentum"],
                                 weight_decay=cfg["optim"]["weight_decay"])
@@ -306,6 +317,8 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     if info.enabled:
         model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type != "cpu" else None)
+    if args.compile:
+        model = torch.compile(model)
     log(f"Training {len(train_set)} images, {cfg['data']['batch_size']} per device x "
         f"{info.world_size}, iterations {state.start_iter}..{cfg['schedule']['max_iters']}, "
         f"work dir {work_dir}")

@@ -65,8 +65,9 @@ class RandomCrop:
         y1, y2, x1, x2 = self._bbox(img.shape, rng)
         if self.cat_max_ratio < 1.0:
             for _ in range(10):
-                labels, counts = np.unique(label[y1:y2, x1:x2], return_counts=True)
-                counts = counts[labels != self.ignore_index]
+                counts = np.bincount(label[y1:y2, x1:x2].ravel(), minlength=256)
+                counts[self.ignore_index] = 0
+                counts = counts[counts > 0]  # np.unique's counts, without its sort
                 if len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio:
                     break
                 y1, y2, x1, x2 = self._bbox(img.shape, rng)
@@ -98,7 +99,10 @@ class PhotoMetricDistortion:
 
     @staticmethod
     def _convert(img, alpha=1.0, beta=0.0):
-        return np.clip(img.astype(np.float32) * alpha + beta, 0, 255).astype(np.uint8)
+        """mmseg's ``clip(img * alpha + beta, 0, 255).astype(uint8)`` in float32, as a lookup
+        table over the 256 uint8 values: the same result, several times faster."""
+        table = np.clip(np.arange(256, dtype=np.float32) * np.float32(alpha) + beta, 0, 255)
+        return cv2.LUT(np.ascontiguousarray(img), table.astype(np.uint8))
 
     def _contrast(self, img, rng):
         if rng.integers(2):
@@ -119,7 +123,8 @@ class PhotoMetricDistortion:
         if rng.integers(2):
             hsv = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2HSV)
             shift = int(rng.integers(-self.hue_delta, self.hue_delta + 1))
-            hsv[:, :, 0] = (hsv[:, :, 0].astype(int) + shift) % 180
+            hue_table = ((np.arange(256) + shift) % 180).astype(np.uint8)
+            hsv[:, :, 0] = cv2.LUT(np.ascontiguousarray(hsv[:, :, 0]), hue_table)
             img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
         if not contrast_first:
             img = self._contrast(img, rng)

@@ -88,11 +88,12 @@ def test_full_1p_then_eval_1p_and_8p(model, tiny_configs, synthetic_root, tmp_pa
     assert os.path.isfile(work / "iter_6.pth")
     curves = os.path.join(REPO, model, "test", "output", "3", "curves.png")
     assert os.path.getsize(curves) > 10000  # the full run left its curves beside the logs
-    # running the full script again on a finished work dir re-evaluates, trains nothing
-    script("train_full_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device=cpu",
-           model=model)
-    again = dict(result_log(0, case, model))
-    assert again["TrainAccuracy"] == full["TrainAccuracy"] and again["ActualFPS"] == "None"
+    if model == "BiSeNetV1":  # the shared script body: one model suffices
+        # running the full script again on a finished work dir re-evaluates, trains nothing
+        script("train_full_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device=cpu",
+               model=model)
+        again = dict(result_log(0, case, model))
+        assert again["TrainAccuracy"] == full["TrainAccuracy"] and again["ActualFPS"] == "None"
     script("train_eval_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device=cpu",
            model=model)
     case = f"{model}_bs2_1p_eval"
@@ -112,7 +113,7 @@ def test_full_1p_then_eval_1p_and_8p(model, tiny_configs, synthetic_root, tmp_pa
         assert dict(result_log(0, case, model))["mIoU"] == ev["mIoU"]
 
 
-@ALL_MODELS
+@pytest.mark.parametrize("model", ["BiSeNetV1", "ICNet"])  # each model's DDP: full_8p below
 def test_performance_8p_two_ranks(model, tiny_configs, synthetic_root):
     proc = script("train_performance_8p.sh", f"--config={tiny_configs[model]}", "--max_iters=6",
                   "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"},

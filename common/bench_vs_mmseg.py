@@ -1,0 +1,194 @@
+"""Side by side with mmsegmentation 1.2.2, in one process, so ratios hold on a noisy machine.
+
+    python3 -m common.bench_vs_mmseg --models BiSeNetV1 BiSeNetV2 PSPNet ICNet --crop 512 512
+
+Needs mmseg installed next to this project's requirements (REFERENCE section 6; not a test
+dependency). Both networks get the same weights (the state_dicts are key-for-key equal) and the
+same inputs. Rounds alternate ours / mmseg so drifts in machine load hit both; each figure is
+the median over rounds. Measured: the fp32 training step (forward + loss + backward + SGD),
+our fast training step (channels_last + bf16 autocast), fp32 whole-image inference at
+``--infer-size`` (batch 1), our fast inference path (BN folded + channels_last, + bf16 on CPUs
+with native bf16), and the train data pipeline per worker on
+2048x1024 PNGs (mmseg: its config's ``train_pipeline`` through mmcv's transforms; ours with
+the transforms in the worker, and with ``--device-augment``, where the worker only decodes).
+"""
+import os
+import statistics
+import sys
+
+import numpy as np
+import torch
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common.amp import MixedPrecision  # noqa: E402
+from common.benchmark import (MODELS, PairsDataset, build_training, cityscapes_pipeline,  # noqa: E402
+                              cityscapes_size_pairs, inference_amp, load_spec, random_batch,
+                              seconds_per_call, train_step)
+from common.fuse import fast_inference_model  # noqa: E402
+from common.config import load_config  # noqa: E402
+from common.errors import ArgParser, UserError, run_main  # noqa: E402
+from common.mmseg_reference import (MMSEG_CONFIGS, build_mmseg, mmseg_config,  # noqa: E402
+                                    stub_mmcv_ext)
+
+CPU = torch.device("cpu")
+
+
+def mmseg_samples(labels):
+    from mmengine.structures import PixelData
+    from mmseg.structures import SegDataSample
+    samples = []
+    for label in labels:
+        sample = SegDataSample()
+        sample.gt_sem_seg = PixelData(data=label[None])
+        sample.set_metainfo({"img_shape": tuple(label.shape), "ori_shape": tuple(label.shape),
+                             "pad_shape": tuple(label.shape)})
+        samples.append(sample)
+    return samples
+
+
+def mmseg_train_step(model, optimizer, images, labels):
+    samples = mmseg_samples(labels)
+
+    def step():
+        losses = model.loss(images, samples)
+        loss = sum(v for k, v in losses.items() if "loss" in k)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def mmseg_data(config_rel, pairs, crop):
+    """Per-worker images/s of mmseg's train pipeline on ``pairs``."""
+    from mmcv.transforms import Compose
+    stub_mmcv_ext()
+    from mmseg.utils import register_all_modules
+    register_all_modules()
+    pipeline_cfg = [dict(t) for t in mmseg_config(config_rel).train_pipeline]
+    for t in pipeline_cfg:
+        if t["type"] == "RandomResize":
+            t["scale"] = (2048, 1024)
+        if t["type"] == "RandomCrop":
+            t["crop_size"] = tuple(crop)
+    pipeline = Compose(pipeline_cfg)
+
+    def run_all():
+        for img, label in pairs:
+            pipeline({"img_path": img, "seg_map_path": label, "reduce_zero_label": False,
+                      "seg_fields": []})
+    return run_all
+
+
+def median_rates(candidates, rounds, iters, warmup, per_call):
+    """{name: median images/s} measuring the candidates in alternating rounds."""
+    times = {name: [] for name in candidates}
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            times[name].append(seconds_per_call(fn, iters, warmup, CPU))
+    return {name: per_call / statistics.median(t) for name, t in times.items()}
+
+
+def compare(model_name, args):
+    """{section: {variant: images/s}} for the sections in ``args.sections``."""
+    spec = load_spec(model_name)
+    cfg = load_config(os.path.join(spec.model_dir, "configs", spec.default_config),
+                      model_builder=spec.build_model)
+    config_rel = MMSEG_CONFIGS[model_name]
+    result = {}
+    if "data" in args.sections:
+        result["data"] = compare_data(cfg, config_rel, args)
+    if not {"train", "infer"} & set(args.sections):
+        return result
+    ours, optimizer, amp = build_training(spec, cfg, CPU, False, False, False)
+    fast, fast_opt, fast_amp = build_training(spec, cfg, CPU, True, True, False)
+    mm = build_mmseg(config_rel).train()
+    mm.load_state_dict(ours.state_dict())
+    mm_opt = torch.optim.SGD(mm.parameters(), lr=1e-4, momentum=0.9)
+    images, labels = random_batch(cfg, args.batch, args.crop, CPU, False)
+    images_cl = images.contiguous(memory_format=torch.channels_last)
+    if "train" in args.sections:
+        result["train"] = median_rates({
+            "mmseg fp32": mmseg_train_step(mm, mm_opt, images, labels),
+            "ours fp32": train_step(ours, optimizer, images, labels, cfg, amp),
+            "ours fast": train_step(fast, fast_opt, images_cl, labels, cfg, fast_amp),
+        }, args.rounds, args.iters, args.warmup, args.batch)
+    if "infer" in args.sections:
+        result["infer"] = compare_inference(ours, mm, args)
+    return result
+
+
+def compare_inference(ours, mm, args):
+    ours.eval()
+    mm.eval()
+    x = torch.randn(1, 3, *args.infer_size)
+    metas = [{"img_shape": tuple(args.infer_size), "ori_shape": tuple(args.infer_size),
+              "pad_shape": tuple(args.infer_size)}]
+    fast_infer = fast_inference_model(ours, args.channels_last)
+    amp = MixedPrecision("cpu", "O1" if inference_amp(CPU, args) else "O0")
+
+    def fast_call():
+        with amp.autocast():
+            return fast_infer(x)
+    with torch.no_grad():
+        return median_rates({"mmseg fp32": lambda: mm.encode_decode(x, metas),
+                             "ours fp32": lambda: ours(x), "ours fast": fast_call},
+                            args.rounds, args.iters, args.warmup, 1)
+
+
+def compare_data(cfg, config_rel, args):
+    pairs = cityscapes_size_pairs(args.data_images)
+    dataset = PairsDataset(pairs, cityscapes_pipeline(cfg, args.crop), len(pairs))
+    decode_only = PairsDataset(pairs, None, len(pairs))  # --device-augment: workers decode
+    return median_rates({"mmseg": mmseg_data(config_rel, pairs, args.crop),
+                         "ours": lambda: [dataset[i] for i in range(len(pairs))],
+                         "ours dev-aug": lambda: [decode_only[i] for i in range(len(pairs))]},
+                        args.rounds, 1, 1, len(pairs))
+
+
+def print_table(name, result, args):
+    print(f"\n{name}: CPU {torch.get_num_threads()} threads, training batch {args.batch} crop "
+          f"{args.crop[0]}x{args.crop[1]}, inference {args.infer_size[0]}x"
+          f"{args.infer_size[1]} batch 1, median of {args.rounds} alternating rounds")
+    print(f"  {'measure':<10} {'variant':<12} {'images/s':>9} {'vs mmseg':>9}")
+    for section, rates in result.items():
+        base = rates.get("mmseg fp32", rates.get("mmseg"))
+        for variant, value in rates.items():
+            print(f"  {section:<10} {variant:<12} {value:>9.3f} {value / base:>8.2f}x")
+
+
+def main(argv=None):
+    p = ArgParser(description="Our models vs mmsegmentation 1.2.2, side by side on the CPU.")
+    p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--crop", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
+    p.add_argument("--infer-size", dest="infer_size", type=int, nargs=2, default=[512, 1024],
+                   metavar=("H", "W"))
+    p.add_argument("--iters", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--sections", nargs="+", default=["train", "infer", "data"],
+                   choices=("train", "infer", "data"))
+    p.add_argument("--data-images", dest="data_images", type=int, default=4)
+    p.add_argument("--precision", choices=("auto", "fp32", "amp"), default="auto",
+                   help="our inference fast path: bf16 where the CPU has it natively (auto)")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    args = p.parse_args(argv)
+    try:
+        import mmseg  # noqa: F401
+    except ImportError:
+        raise UserError("mmsegmentation is not installed here; see REFERENCE section 6 (pip "
+                        "install mmsegmentation==1.2.2 mmengine mmcv-lite==2.1.0 ftfy regex)") \
+            from None
+    np.random.seed(0)
+    results = {}
+    for name in args.models:
+        results[name] = compare(name, args)
+        print_table(name, results[name], args)
+    return results
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,386 @@
+"""One benchmark for every model: training and inference throughput, eager vs fast paths.
+
+    python3 -m common.benchmark --model BiSeNetV1 --device cpu --batch 2 --crop 512 512
+        [--config FILE] [--precision auto|fp32|amp] [--no-channels-last] [--compile]
+        [--iters 10] [--warmup 3] [--only train,e2e,data,infer] [--json bench.json]
+
+Prints one table and writes JSON:
+- ``train``: model-only training (device tensors; forward + backward + SGD step; warm-up
+  excluded), fp32 eager and the fast path (channels_last + AMP: bf16 autocast on CPU, fp16
+  with loss scaling on cuda/npu; ``--compile`` adds torch.compile), images/s, the ratio
+  between them, and the FLOPs of one step (torch.utils.flop_counter): achieved TFLOP/s,
+  and on a GPU the share of its peak.
+- ``e2e``: training with the real data pipeline (DataLoader, ``--workers`` per device) on
+  Cityscapes-size 2048x1024 PNGs (made once from the synthetic dataset), model fast path;
+  transforms in the workers, then on the device (``--device-augment``: workers only decode).
+- ``data``: the train pipeline alone (decode + resize + crop + flip + photometric), images/s
+  in one process, i.e. per worker; plus PNG decode speed of OpenCV and Pillow.
+- ``infer``: batch 1 at the dataset's test size (1024x2048 Cityscapes, 512x512 VOC): eager
+  fp32, the fast path (BN folded into convs + channels_last, + half precision on accelerators
+  and on CPUs with native bf16) and ONNX Runtime on the exported model.
+"""
+import importlib
+import json
+import os
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+if __package__ in (None, ""):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from common.amp import MixedPrecision  # noqa: E402
+from common.config import load_config  # noqa: E402
+from common.datasets import (PadCollate, decoded_tensors, read_image, read_label,  # noqa: E402
+                             zero_padding)
+from common.device import DEVICE_CHOICES, select_device, synchronize  # noqa: E402
+from common.device_augment import DeviceAugment, list_collate  # noqa: E402
+from common.engine import seg_losses  # noqa: E402
+from common.errors import ArgParser, UserError, run_main  # noqa: E402
+from common.fuse import fast_inference_model  # noqa: E402
+from common.synthetic import cache_dir  # noqa: E402
+from common.transforms import Normalize, build_train_pipeline, to_tensors  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ("BiSeNetV1", "BiSeNetV2", "PSPNet", "ICNet")
+TEST_SIZE = {"cityscapes": (1024, 2048), "voc": (512, 512)}
+# dense peak TFLOP/s (fp32, bf16/fp16) by device-name fragment, from the vendors' data sheets
+PEAK_TFLOPS = {"H200": (67.0, 989.0), "H100": (67.0, 989.0), "A100": (19.5, 312.0)}
+SECTIONS = ("train", "e2e", "data", "infer")
+
+
+def load_spec(model):
+    if model not in MODELS:
+        raise UserError(f"--model {model!r} is not one of {', '.join(MODELS)}")
+    model_dir = os.path.join(REPO, model)
+    if model_dir not in sys.path:
+        sys.path.insert(0, model_dir)
+    return importlib.import_module(model.lower()).SPEC
+
+
+def seconds_per_call(fn, iters, warmup, device):
+    """Mean wall time of ``fn()`` over ``iters`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    synchronize(device)
+    return (time.perf_counter() - t0) / iters
+
+
+def train_step(model, optimizer, images, labels, cfg, amp):
+    """One training iteration on device tensors (the engine's step without data loading)."""
+    def step():
+        with amp.autocast():
+            outputs = model(images)
+        loss, _ = seg_losses(outputs, labels, cfg["loss"], cfg["data"]["ignore_index"])
+        optimizer.zero_grad(set_to_none=True)
+        amp.backward_and_step(loss, optimizer)
+    return step
+
+
+def build_training(spec, cfg, device, fast, channels_last, compile_model):
+    torch.manual_seed(0)
+    model = spec.build_model(**cfg["model"]).to(device).train()
+    if fast and channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    amp = MixedPrecision(device.type, "O1" if fast else "O0")
+    if fast and compile_model:
+        model = torch.compile(model)
+    return model, optimizer, amp
+
+
+def random_batch(cfg, batch, crop, device, channels_last):
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, *crop, generator=g).to(device)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    labels = torch.randint(0, cfg["data"]["num_classes"], (batch, *crop), generator=g)
+    return images, labels.to(device)
+
+
+def step_flops(spec, cfg, device, batch, crop):
+    """FLOPs of one fp32 forward + backward (torch.utils.flop_counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model, optimizer, amp = build_training(spec, cfg, device, False, False, False)
+    images, labels = random_batch(cfg, batch, crop, device, False)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        train_step(model, optimizer, images, labels, cfg, amp)()
+    return counter.get_total_flops()
+
+
+def bench_train(spec, cfg, device, args):
+    rows, results = [], {}
+    for fast in (False, True):
+        model, optimizer, amp = build_training(spec, cfg, device, fast, args.channels_last,
+                                               args.compile)
+        images, labels = random_batch(cfg, args.batch, args.crop, device,
+                                      fast and args.channels_last)
+        seconds = seconds_per_call(train_step(model, optimizer, images, labels, cfg, amp),
+                                   args.iters, args.warmup, device)
+        results[fast] = args.batch / seconds
+    flops = step_flops(spec, cfg, device, args.batch, args.crop)
+    name = describe_fast(args, device, training=True)
+    rows.append(("train", "eager fp32", results[False], 1.0))
+    rows.append(("train", name, results[True], results[True] / results[False]))
+    tflops = {label: flops * results[fast] / args.batch / 1e12
+              for label, fast in (("eager fp32", False), (name, True))}
+    return rows, {"step_gflops": flops / 1e9, "achieved_tflops": tflops,
+                  "peak_tflops": peak_tflops(device)}
+
+
+def inference_amp(device, args):
+    """Half precision for the inference fast path: always on accelerators; on CPU when it
+    has native bf16 (AVX512-BF16 / AMX), unless ``--precision fp32``."""
+    if device.type != "cpu":
+        return True
+    return args.precision == "amp" or (args.precision == "auto" and
+                                       torch.backends.mkldnn.is_available() and
+                                       torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
+def describe_fast(args, device, training):
+    parts = []
+    if not training:
+        parts.append("BN folded")
+    if args.channels_last:
+        parts.append("channels_last")
+    if training or inference_amp(device, args):
+        parts.append("bf16" if device.type == "cpu" else "fp16")
+    if args.compile:
+        parts.append("compiled")
+    return "fast: " + " + ".join(parts)
+
+
+def peak_tflops(device):
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for fragment, peak in PEAK_TFLOPS.items():
+        if fragment in name:
+            return {"device": name, "fp32": peak[0], "half": peak[1]}
+    return {"device": name}
+
+
+def bench_inference(spec, cfg, device, args):
+    size = tuple(args.infer_size or TEST_SIZE[cfg["data"]["dataset"]])
+    torch.manual_seed(0)
+    model = spec.build_model(**cfg["model"]).to(device).eval()
+    x = torch.randn(1, 3, *size, device=device)
+    rows = []
+    with torch.no_grad():
+        eager = 1 / seconds_per_call(lambda: model(x), args.iters, args.warmup, device)
+        rows.append(("infer", f"eager fp32 {size[0]}x{size[1]}", eager, 1.0))
+        fast_model = fast_inference_model(model, args.channels_last)
+        if args.compile:
+            fast_model = torch.compile(fast_model)
+        amp = MixedPrecision(device.type, "O1" if inference_amp(device, args) else "O0")
+
+        def fast_call():
+            with amp.autocast():
+                return fast_model(x)
+        fps = 1 / seconds_per_call(fast_call, args.iters, args.warmup, device)
+        rows.append(("infer", describe_fast(args, device, training=False), fps, fps / eager))
+    if device.type == "cpu":
+        ort = onnx_fps(model, size, args)
+        rows.append(("infer", "ONNX Runtime (CPU EP)", ort, ort / eager))
+    return rows
+
+
+def onnx_fps(model, size, args):
+    import onnxruntime as ort
+
+    from common.onnx_export import export_onnx
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.onnx")
+        export_onnx(model.cpu(), path, (1, 3, *size))
+        session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+        feed = {session.get_inputs()[0].name: np.random.rand(1, 3, *size).astype(np.float32)}
+        return 1 / seconds_per_call(lambda: session.run(None, feed), args.iters, args.warmup,
+                                    torch.device("cpu"))
+
+
+def cityscapes_size_pairs(count=8):
+    """``count`` 2048x1024 image/label PNG pairs (synthetic frames upscaled), made once."""
+    from common.synthetic_cityscapes import ensure_synthetic_cityscapes
+    from common.cityscapes import find_pairs
+    folder = os.path.join(cache_dir(), "bench_2048x1024")
+    pairs = []
+    source = find_pairs(ensure_synthetic_cityscapes(), "train")[:count]
+    os.makedirs(folder, exist_ok=True)
+    for i, (img_path, label_path) in enumerate(source):
+        out_img = os.path.join(folder, f"{i}_leftImg8bit.png")
+        out_label = os.path.join(folder, f"{i}_gtFine_labelTrainIds.png")
+        if not (os.path.isfile(out_img) and os.path.isfile(out_label)):
+            img = cv2.resize(cv2.imread(img_path), (2048, 1024), interpolation=cv2.INTER_CUBIC)
+            label = cv2.resize(cv2.imread(label_path, cv2.IMREAD_UNCHANGED), (2048, 1024),
+                               interpolation=cv2.INTER_NEAREST)
+            cv2.imwrite(out_img + ".tmp.png", img)
+            os.replace(out_img + ".tmp.png", out_img)
+            cv2.imwrite(out_label + ".tmp.png", label)
+            os.replace(out_label + ".tmp.png", out_label)
+        pairs.append((out_img, out_label))
+    return pairs
+
+
+class PairsDataset(torch.utils.data.Dataset):
+    """Training samples from a fixed pair list (sample i uses seed i); without a pipeline,
+    decoded only (for :class:`common.device_augment.DeviceAugment`)."""
+
+    def __init__(self, pairs, pipeline, length):
+        self.pairs, self.pipeline, self.length = pairs, pipeline, length
+
+    def __len__(self):
+        return self.length
+
+    def __getitem__(self, i):
+        img_path, label_path = self.pairs[i % len(self.pairs)]
+        img, label = read_image(img_path), read_label(label_path)
+        if self.pipeline is None:
+            return decoded_tensors(img, label) + (i,)
+        return to_tensors(*self.pipeline(img, label, np.random.default_rng(i)))
+
+
+def cityscapes_pipeline(cfg, crop):
+    data = dict(cfg["data"], scale=[2048, 1024], crop_size=list(crop))
+    return build_train_pipeline(data)
+
+
+def bench_data(cfg, args):
+    pairs = cityscapes_size_pairs()
+    pipeline = cityscapes_pipeline(cfg, args.crop)
+    dataset = PairsDataset(pairs, pipeline, len(pairs))
+    n = max(args.iters, len(pairs))
+    per_worker = n / seconds_per_call(lambda: [dataset[i] for i in range(n)], 1, 1,
+                                      torch.device("cpu"))
+    decode = {}
+    for name, fn in (("OpenCV", lambda p: cv2.imread(p, cv2.IMREAD_COLOR)),
+                     ("Pillow", lambda p: np.asarray(Image.open(p).convert("RGB"))),
+                     ("read_image (pyspng)", read_image)):
+        decode[name] = len(pairs) / seconds_per_call(lambda: [fn(p) for p, _ in pairs], 2, 1,
+                                                     torch.device("cpu"))
+    rows = [("data", "train pipeline per worker (2048x1024 PNG)", per_worker, 1.0)]
+    rows += [("data", f"PNG decode {name}", value, value / decode["OpenCV"])
+             for name, value in decode.items()]
+    return rows
+
+
+def bench_e2e(spec, cfg, device, args):
+    """Training with the data pipeline: transforms in the workers, then on the device."""
+    pairs = cityscapes_size_pairs()
+    total = (args.warmup + args.iters) * args.batch
+    data_cfg = dict(cfg["data"], scale=[2048, 1024], crop_size=list(args.crop))
+    rows = []
+    for on_device in (False, True):
+        pipeline = None if on_device else cityscapes_pipeline(cfg, args.crop)
+        loader = torch.utils.data.DataLoader(
+            PairsDataset(pairs, pipeline, total), batch_size=args.batch,
+            num_workers=args.workers, drop_last=True,
+            collate_fn=list_collate if on_device else PadCollate(args.crop,
+                                                                 cfg["data"]["ignore_index"]),
+            pin_memory=device.type == "cuda", prefetch_factor=4 if args.workers else None)
+        augment = DeviceAugment(data_cfg) if on_device else None
+        model, optimizer, amp = build_training(spec, cfg, device, True, args.channels_last,
+                                               args.compile)
+        normalize, it = Normalize(), iter(loader)
+
+        def step():
+            images, labels, third = next(it)
+            if augment is not None:
+                images, labels, third = augment([i.to(device) for i in images],
+                                                [l.to(device) for l in labels], third)
+            images = zero_padding(normalize(images.to(device, non_blocking=True)), third)
+            if args.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            train_step(model, optimizer, images, labels.to(device, non_blocking=True), cfg,
+                       amp)()
+        rate = args.batch / seconds_per_call(step, args.iters, args.warmup, device)
+        where = "on the device" if on_device else "in the workers"
+        rows.append(("e2e", f"fast path, {args.workers} workers, transforms {where}", rate,
+                     rate / rows[0][2] if rows else 1.0))
+    return rows
+
+
+def build_parser():
+    p = ArgParser(description="Training / inference / data-pipeline throughput.")
+    p.add_argument("--model", required=True, choices=MODELS)
+    p.add_argument("--config", default=None, help="recipe (default: the model's default)")
+    p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
+    p.add_argument("--batch", type=int, default=2)
+    p.add_argument("--crop", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
+    p.add_argument("--infer-size", dest="infer_size", type=int, nargs=2, default=None,
+                   metavar=("H", "W"), help="default: the dataset's test size")
+    p.add_argument("--precision", choices=("auto", "fp32", "amp"), default="auto",
+                   help="inference fast path on CPU: bf16 autocast when the CPU has native "
+                        "bf16 (auto), never (fp32) or always (amp)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
+    p.add_argument("--compile", action="store_true", help="torch.compile the fast paths")
+    p.add_argument("--iters", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers for e2e")
+    p.add_argument("--only", default=",".join(SECTIONS),
+                   help=f"comma-separated subset of {','.join(SECTIONS)}")
+    p.add_argument("--json", default=None, help="write the results here")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    sections = args.only.split(",")
+    unknown = [s for s in sections if s not in SECTIONS]
+    if unknown:
+        raise UserError(f"--only {','.join(unknown)} is unknown; use {','.join(SECTIONS)}")
+    if args.batch < 1 or args.iters < 1 or args.warmup < 0 or min(args.crop) < 32:
+        raise UserError("--batch and --iters must be >= 1, --warmup >= 0, --crop >= 32x32")
+    spec = load_spec(args.model)
+    path = args.config or os.path.join(spec.model_dir, "configs", spec.default_config)
+    cfg = load_config(path, model_builder=spec.build_model)
+    device = select_device(args.device)
+    torch.backends.cudnn.benchmark = True
+    rows, extra = [], {}
+    try:
+        if "train" in sections:
+            train_rows, extra["train"] = bench_train(spec, cfg, device, args)
+            rows += train_rows
+        if "e2e" in sections:
+            rows += bench_e2e(spec, cfg, device, args)
+    except ValueError as exc:
+        if "more than 1 value per channel" in str(exc):
+            raise UserError(f"--batch {args.batch} is too small to train {args.model} (its "
+                            "BatchNorm after global pooling needs 2 or more)") from None
+        raise
+    if "data" in sections:
+        rows += bench_data(cfg, args)
+    if "infer" in sections:
+        rows += bench_inference(spec, cfg, device, args)
+    print(f"{args.model} on {device} ({torch.get_num_threads()} threads), batch {args.batch}, "
+          f"crop {args.crop[0]}x{args.crop[1]}, {args.iters} iterations after {args.warmup}")
+    print(f"{'section':<7} {'variant':<48} {'images/s':>10} {'ratio':>7}")
+    for section, variant, value, ratio in rows:
+        print(f"{section:<7} {variant:<48} {value:>10.2f} {ratio:>6.2f}x")
+    if "train" in extra:
+        t = extra["train"]
+        print(f"train step: {t['step_gflops']:.1f} GFLOP; achieved TFLOP/s "
+              + ", ".join(f"{k}: {v:.3f}" for k, v in t["achieved_tflops"].items())
+              + (f"; peak {t['peak_tflops']}" if t["peak_tflops"] else ""))
+    record = {"model": args.model, "device": str(device), "batch": args.batch,
+              "crop": args.crop, "iters": args.iters, "warmup": args.warmup,
+              "rows": [dict(zip(("section", "variant", "images_per_s", "ratio"), r))
+                       for r in rows], **extra}
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=1)
+    return record
+
+
+if __name__ == "__main__":
+    run_main(main)

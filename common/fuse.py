@@ -1,0 +1,76 @@
+"""Inference fast path: fold each BatchNorm2d into the Conv2d right before it, and run in the
+channels_last memory format (:func:`fast_inference_model`).
+
+y = gamma * (W x + b - mean) / sqrt(var + eps) + beta becomes one convolution with
+W' = W * gamma / sqrt(var + eps) and b' = (b - mean) * gamma / sqrt(var + eps) + beta; the
+BatchNorm is replaced by Identity. Pairs are found by name: ``convN``/``bnN`` and
+``conv``/``bn`` attributes (ConvModule, ResNet blocks and stem) and consecutive
+(Conv2d, BatchNorm2d) in a Sequential. Eval mode only: folding freezes the running statistics.
+"""
+import copy
+
+import torch
+from torch import nn
+
+
+def fold_conv_bn(conv, bn):
+    """A new Conv2d computing ``bn(conv(x))`` (eval-mode BN)."""
+    scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                      conv.padding, conv.dilation, conv.groups, bias=True,
+                      padding_mode=conv.padding_mode).to(conv.weight.device, conv.weight.dtype)
+    with torch.no_grad():
+        fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
+        bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias.detach())
+    return fused
+
+
+def _conv_name_for(bn_name, children):
+    if isinstance(children.get(bn_name), nn.BatchNorm2d):
+        if bn_name.isdigit():
+            before = str(int(bn_name) - 1)
+            return before if isinstance(children.get(before), nn.Conv2d) else None
+        if bn_name.startswith("bn"):
+            conv = "conv" + bn_name[2:]
+            return conv if isinstance(children.get(conv), nn.Conv2d) else None
+    return None
+
+
+def fold_batchnorm(model):
+    """Fold every (Conv2d, BatchNorm2d) pair of an eval-mode ``model`` in place; return the
+    number folded."""
+    if model.training:
+        raise ValueError("fold_batchnorm needs an eval-mode model (call .eval() first)")
+    folded = 0
+    for parent in list(model.modules()):
+        children = dict(parent.named_children())
+        for name in list(children):
+            conv_name = _conv_name_for(name, children)
+            if conv_name is None:
+                continue
+            setattr(parent, conv_name, fold_conv_bn(children[conv_name], children[name]))
+            setattr(parent, name, nn.Identity())
+            folded += 1
+    return folded
+
+
+class ChannelsLastInput(nn.Module):
+    """Feeds a channels_last network NHWC input (callers keep passing ordinary tensors)."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net(x.contiguous(memory_format=torch.channels_last))
+
+
+def fast_inference_model(model, channels_last=True):
+    """An eval-mode copy of ``model`` with BN folded (and channels_last): the same function
+    within float rounding (tested within 1e-4), faster on CPU and GPU alike."""
+    fast = copy.deepcopy(model).eval()
+    fold_batchnorm(fast)
+    if channels_last:
+        fast = ChannelsLastInput(fast.to(memory_format=torch.channels_last))
+    return fast
