@@ -70,9 +70,8 @@ def training_step(net, fast_layout, opt_level):
                                   if p.grad is not None}
 
 
-@pytest.mark.parametrize("model_name", ["BiSeNetV1", "BiSeNetV2"])
-def test_fast_training_step_computes_the_same_function(model_name):
-    net = network(model_name).train()
+def test_fast_training_step_computes_the_same_function():
+    net = network("BiSeNetV2").train()
     loss, grads = training_step(net, False, "O0")
     cl_loss, cl_grads = training_step(net, True, "O0")  # channels_last: same maths, fp32
     assert cl_loss == pytest.approx(loss, rel=1e-5)
@@ -88,7 +87,7 @@ def test_fast_training_step_computes_the_same_function(model_name):
 def test_benchmark_entry_point_writes_its_table(tmp_path, synthetic_root):
     out = tmp_path / "bench.json"
     proc = run([sys.executable, "-m", "common.benchmark", "--model", "BiSeNetV2", "--device",
-                "cpu", "--batch", "2", "--crop", "64", "64", "--infer-size", "64", "128",
+                "cpu", "--batch", "2", "--crop", "64", "64", "--infer-size", "32", "64",
                 "--iters", "1", "--warmup", "1", "--workers", "0", "--json", str(out)],
                cwd=REPO)
     record = json.loads(out.read_text())
