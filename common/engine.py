@@ -204,7 +204,8 @@ def train(model, optimizer, train_set, val_set, state):
         if done % rt["log_interval"] == 0 or done == max_iters:
             n = window["n"]
             stepped = max(n - window["skipped"], 1)
-            losses = {k: float(v) / stepped for k, v in window["loss_sum"].items()}
+            losses = ({k: float(v) / stepped for k, v in window["loss_sum"].items()}
+                      or {"loss": float("nan")})  # every step of the window was skipped
             losses = distributed.reduce_mean_scalars(losses, state.device)
             iter_time = window["time"] / n
             lr = optimizer.param_groups[0]["lr"]
@@ -222,7 +223,7 @@ def train(model, optimizer, train_set, val_set, state):
         if state.validate and (done % rt["eval_interval"] == 0 or done == max_iters):
             metrics = evaluate(model, val_set, state, done)
             model.train()
-        if stop_agreed(state):
+        if done < max_iters and stop_agreed(state):
             if not saved:
                 save(model, optimizer, state, done)
             log(f"Stopped by {state.stop.describe()} after iteration {done}: the checkpoint "
