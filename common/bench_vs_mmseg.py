@@ -23,9 +23,11 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from common.amp import MixedPrecision  # noqa: E402
-from common.benchmark import (MODELS, PairsDataset, build_training, cityscapes_pipeline,  # noqa: E402
+from common.benchmark import (MODELS, build_training, cityscapes_data_cfg,  # noqa: E402
                               cityscapes_size_pairs, inference_amp, load_spec, random_batch,
-                              seconds_per_call, train_step)
+                              seconds_per_call, train_keys, train_step)
+from common.datasets import SegDataset  # noqa: E402
+from common.transforms import build_train_pipeline  # noqa: E402
 from common.fuse import fast_inference_model  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.errors import ArgParser, UserError, run_main  # noqa: E402
@@ -139,11 +141,13 @@ def compare_inference(ours, mm, args):
 
 def compare_data(cfg, config_rel, args):
     pairs = cityscapes_size_pairs(args.data_images)
-    dataset = PairsDataset(pairs, cityscapes_pipeline(cfg, args.crop), len(pairs))
-    decode_only = PairsDataset(pairs, None, len(pairs))  # --device-augment: workers decode
+    keys = train_keys(pairs, len(pairs))
+    dataset = SegDataset(pairs, build_train_pipeline(cityscapes_data_cfg(cfg, args.crop)),
+                         check_sizes=False)
+    decode_only = SegDataset(pairs, None, check_sizes=False)  # --device-augment: workers decode
     return median_rates({"mmseg": mmseg_data(config_rel, pairs, args.crop),
-                         "ours": lambda: [dataset[i] for i in range(len(pairs))],
-                         "ours dev-aug": lambda: [decode_only[i] for i in range(len(pairs))]},
+                         "ours": lambda: [dataset[k] for k in keys],
+                         "ours dev-aug": lambda: [decode_only[k] for k in keys]},
                         args.rounds, 1, 1, len(pairs))
 
 

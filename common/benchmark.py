@@ -36,15 +36,14 @@ if __package__ in (None, ""):
 
 from common.amp import MixedPrecision  # noqa: E402
 from common.config import load_config  # noqa: E402
-from common.datasets import (PadCollate, decoded_tensors, read_image, read_label,  # noqa: E402
-                             zero_padding)
+from common.datasets import PadCollate, SegDataset, read_image  # noqa: E402
 from common.device import DEVICE_CHOICES, select_device, synchronize  # noqa: E402
 from common.device_augment import DeviceAugment, list_collate  # noqa: E402
-from common.engine import seg_losses  # noqa: E402
+from common.engine import device_batch, seg_losses  # noqa: E402
 from common.errors import ArgParser, UserError, run_main  # noqa: E402
 from common.fuse import fast_inference_model  # noqa: E402
 from common.synthetic import cache_dir  # noqa: E402
-from common.transforms import Normalize, build_train_pipeline, to_tensors  # noqa: E402
+from common.transforms import Normalize, build_train_pipeline  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = ("BiSeNetV1", "BiSeNetV2", "PSPNet", "ICNet")
@@ -232,36 +231,23 @@ def cityscapes_size_pairs(count=8):
     return pairs
 
 
-class PairsDataset(torch.utils.data.Dataset):
-    """Training samples from a fixed pair list (sample i uses seed i); without a pipeline,
-    decoded only (for :class:`common.device_augment.DeviceAugment`)."""
-
-    def __init__(self, pairs, pipeline, length):
-        self.pairs, self.pipeline, self.length = pairs, pipeline, length
-
-    def __len__(self):
-        return self.length
-
-    def __getitem__(self, i):
-        img_path, label_path = self.pairs[i % len(self.pairs)]
-        img, label = read_image(img_path), read_label(label_path)
-        if self.pipeline is None:
-            return decoded_tensors(img, label) + (i,)
-        return to_tensors(*self.pipeline(img, label, np.random.default_rng(i)))
+def cityscapes_data_cfg(cfg, crop):
+    """The config's data section at Cityscapes scale with ``crop``."""
+    return dict(cfg["data"], scale=[2048, 1024], crop_size=list(crop))
 
 
-def cityscapes_pipeline(cfg, crop):
-    data = dict(cfg["data"], scale=[2048, 1024], crop_size=list(crop))
-    return build_train_pipeline(data)
+def train_keys(pairs, count):
+    """``count`` training keys over ``pairs``: sample i is pair i mod n with seed i."""
+    return [(i % len(pairs), i) for i in range(count)]
 
 
 def bench_data(cfg, args):
     pairs = cityscapes_size_pairs()
-    pipeline = cityscapes_pipeline(cfg, args.crop)
-    dataset = PairsDataset(pairs, pipeline, len(pairs))
-    n = max(args.iters, len(pairs))
-    per_worker = n / seconds_per_call(lambda: [dataset[i] for i in range(n)], 1, 1,
-                                      torch.device("cpu"))
+    dataset = SegDataset(pairs, build_train_pipeline(cityscapes_data_cfg(cfg, args.crop)),
+                         check_sizes=False)
+    keys = train_keys(pairs, max(args.iters, len(pairs)))
+    per_worker = len(keys) / seconds_per_call(lambda: [dataset[k] for k in keys], 1, 1,
+                                              torch.device("cpu"))
     decode = {}
     for name, fn in (("OpenCV", lambda p: cv2.imread(p, cv2.IMREAD_COLOR)),
                      ("Pillow", lambda p: np.asarray(Image.open(p).convert("RGB"))),
@@ -277,14 +263,14 @@ def bench_data(cfg, args):
 def bench_e2e(spec, cfg, device, args):
     """Training with the data pipeline: transforms in the workers, then on the device."""
     pairs = cityscapes_size_pairs()
-    total = (args.warmup + args.iters) * args.batch
-    data_cfg = dict(cfg["data"], scale=[2048, 1024], crop_size=list(args.crop))
+    data_cfg = cityscapes_data_cfg(cfg, args.crop)
     rows = []
     for on_device in (False, True):
-        pipeline = None if on_device else cityscapes_pipeline(cfg, args.crop)
+        dataset = SegDataset(pairs, None if on_device else build_train_pipeline(data_cfg),
+                             check_sizes=False)
         loader = torch.utils.data.DataLoader(
-            PairsDataset(pairs, pipeline, total), batch_size=args.batch,
-            num_workers=args.workers, drop_last=True,
+            dataset, sampler=train_keys(pairs, (args.warmup + args.iters) * args.batch),
+            batch_size=args.batch, num_workers=args.workers, drop_last=True,
             collate_fn=list_collate if on_device else PadCollate(args.crop,
                                                                  cfg["data"]["ignore_index"]),
             pin_memory=device.type == "cuda", prefetch_factor=4 if args.workers else None)
@@ -294,15 +280,9 @@ def bench_e2e(spec, cfg, device, args):
         normalize, it = Normalize(), iter(loader)
 
         def step():
-            images, labels, third = next(it)
-            if augment is not None:
-                images, labels, third = augment([i.to(device) for i in images],
-                                                [l.to(device) for l in labels], third)
-            images = zero_padding(normalize(images.to(device, non_blocking=True)), third)
-            if args.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            train_step(model, optimizer, images, labels.to(device, non_blocking=True), cfg,
-                       amp)()
+            images, labels = device_batch(next(it), device, normalize, augment,
+                                          args.channels_last)
+            train_step(model, optimizer, images, labels, cfg, amp)()
         rate = args.batch / seconds_per_call(step, args.iters, args.warmup, device)
         where = "on the device" if on_device else "in the workers"
         rows.append(("e2e", f"fast path, {args.workers} workers, transforms {where}", rate,

@@ -17,7 +17,7 @@ import zipfile
 
 import torch
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 
 LATEST = "latest"
 
@@ -155,17 +155,13 @@ def load_file(path, what="checkpoint"):
     try:
         return torch.load(io.BytesIO(_read_verified(path, what)), map_location="cpu",
                           weights_only=True)
-    except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
+            ValueError) as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             raise UserError(f"{what} {path} holds Python objects beyond tensors, which are not "
                             "loaded for safety; re-save just its state_dict with torch.save") from None
-        raise CorruptCheckpoint(f"{what} {path} is truncated or corrupted ({first}); use "
-                                "another file") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptCheckpoint(f"{what} {path} is truncated or corrupted ({first}); use "
-                                "another file") from None
+        raise CorruptCheckpoint(f"{what} {path} is truncated or corrupted ({first_line(exc)}); "
+                                "use another file") from None
 
 
 def extract_state_dict(obj):

@@ -12,11 +12,10 @@ import json
 import os
 from multiprocessing import Pool
 
-import cv2
 import numpy as np
 
 from common.data import dataset_module
-from common.datasets import read_label
+from common.datasets import read_image, read_label
 from common.errors import UserError
 from common.synthetic import cache_dir
 
@@ -28,14 +27,15 @@ def check_pair(job):
     """Problems of one (image, label) pair, as a list of lines."""
     img_path, label_path, num_classes, ignore_index = job
     found = []
-    img = cv2.imread(img_path, cv2.IMREAD_COLOR)
-    if img is None:
-        found.append(f"image {img_path} is unreadable or truncated")
+    img = label = None
+    try:
+        img = read_image(img_path)
+    except UserError as exc:
+        found.append(str(exc).split(";")[0])
     try:
         label = read_label(label_path)
     except UserError as exc:
         found.append(str(exc).split(";")[0])
-        label = None
     if img is not None and label is not None and img.shape[:2] != label.shape:
         found.append(f"image {img_path} is {img.shape[1]}x{img.shape[0]} but its label "
                      f"{label_path} is {label.shape[1]}x{label.shape[0]}")
@@ -58,14 +58,14 @@ def _signature(pairs, num_classes, ignore_index):
 
 
 def scan_split(cfg, root, split, workers=1, use_cache=True):
-    """(number of pairs, list of problems) for one split."""
+    """(the split's complete pairs, list of problems)."""
     data = cfg["data"]
     problems = []
     pairs = dataset_module(cfg).find_pairs(root, split, problems)
     marker = os.path.join(cache_dir(), "data_checks",
                           _signature(pairs, data["num_classes"], data["ignore_index"]))
     if use_cache and not problems and os.path.isfile(marker):
-        return len(pairs), []
+        return pairs, []
     jobs = [(i, l, data["num_classes"], data["ignore_index"]) for i, l in pairs]
     if len(jobs) >= PARALLEL_FROM and workers > 1:
         with Pool(workers) as pool:
@@ -77,19 +77,19 @@ def scan_split(cfg, root, split, workers=1, use_cache=True):
         os.makedirs(os.path.dirname(marker), exist_ok=True)
         with open(marker, "w") as f:
             json.dump({"root": root, "split": split, "pairs": len(pairs)}, f)
-    return len(pairs), problems
+    return pairs, problems
 
 
 def check_dataset(cfg, root, splits, log, workers=1, use_cache=True, shown=SHOWN):
     """Scan ``splits``; log the problems (the first ``shown``, None = all); raise one
-    UserError summing them up. Returns the number of pairs checked."""
-    total, all_problems = 0, []
+    UserError summing them up. Returns ``{split: [(image, label), ...]}``: the checked pairs
+    to build the datasets from (:func:`common.data.build_train_set`)."""
+    checked, all_problems = {}, []
     for split in splits:
-        count, problems = scan_split(cfg, root, split, workers, use_cache)
-        total += count
+        checked[split], problems = scan_split(cfg, root, split, workers, use_cache)
         all_problems += [f"[{split}] {p}" for p in problems]
     if not all_problems:
-        return total
+        return checked
     for line in all_problems[:shown]:
         log(f"data problem: {line}")
     if shown is not None and len(all_problems) > shown:

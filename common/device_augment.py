@@ -1,9 +1,9 @@
 """``data.device_augment: true`` (``--device-augment``): the train transforms run on the
 device, so the DataLoader workers only decode.
 
-Each sample is drawn as :mod:`common.transforms` draws it: a generator seeded by the sample's
-seed, the same random calls for scale, crop (``cat_max_ratio`` retries), flip and the
-photometric distortion. The pixel arithmetic is torch's: bilinear resize without corner
+The random choices are made by :mod:`common.transforms`' own transform objects from the
+sample's seed (scale, crop with ``cat_max_ratio`` retries, flip, photometric parameters), so
+both pipelines draw alike. The pixel arithmetic is torch's: bilinear resize without corner
 alignment, nearest for labels, HSV in float with OpenCV's 8-bit conventions (H in [0, 180),
 S and V in [0, 255], values rounded). It is close to OpenCV's result but not bit-equal, so
 crops can occasionally differ where a ``cat_max_ratio`` retry depends on a resized label.
@@ -14,12 +14,30 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from common.transforms import rescale_size
+from common.transforms import (PhotoMetricDistortion, RandomCrop, RandomFlip, RandomResize,
+                               build_train_pipeline)
 
 
 def _to_uint8_range(x):
     """``np.clip(x, 0, 255).astype(np.uint8)``: clip, then truncate."""
     return x.clamp(0, 255).floor()
+
+
+def convert(img, alpha=1.0, beta=0.0):
+    """:func:`common.transforms.convert` on a float tensor in 0..255."""
+    return _to_uint8_range(img * alpha + beta)
+
+
+def scale_saturation(img, alpha):
+    hsv = rgb_to_hsv(img)
+    hsv[1] = _to_uint8_range(hsv[1] * alpha)
+    return hsv_to_rgb(hsv)
+
+
+def shift_hue(img, shift):
+    hsv = rgb_to_hsv(img)
+    hsv[0] = (hsv[0] + shift) % 180
+    return hsv_to_rgb(hsv)
 
 
 def rgb_to_hsv(img):
@@ -57,87 +75,44 @@ def hsv_to_rgb(hsv):
 
 
 class DeviceAugment:
-    """The train pipeline of a config's ``data`` section, applied to device tensors."""
+    """The train pipeline of a config's ``data`` section, applied to device tensors: the
+    pipeline's own transform objects make the random choices, torch does the pixels."""
 
     def __init__(self, data_cfg):
-        self.scale = tuple(data_cfg["scale"])
-        self.ratio_range = tuple(data_cfg["ratio_range"])
-        self.crop_h, self.crop_w = data_cfg["crop_size"]
-        self.cat_max_ratio = data_cfg["cat_max_ratio"]
+        steps = {type(t): t for t in build_train_pipeline(data_cfg).transforms}
+        self.resize, self.crop = steps[RandomResize], steps[RandomCrop]
+        self.flip, self.photometric = steps[RandomFlip], steps.get(PhotoMetricDistortion)
+        self.crop_size = (self.crop.crop_h, self.crop.crop_w)
         self.ignore_index = data_cfg["ignore_index"]
-        self.flip_prob = data_cfg["flip_prob"]
-        self.photometric = data_cfg["photometric"]
-
-    def _bbox(self, h, w, rng):
-        y = int(rng.integers(0, max(h - self.crop_h, 0) + 1))
-        x = int(rng.integers(0, max(w - self.crop_w, 0) + 1))
-        return y, min(y + self.crop_h, h), x, min(x + self.crop_w, w)
-
-    def _crop(self, img, label, rng):
-        h, w = label.shape
-        y1, y2, x1, x2 = self._bbox(h, w, rng)
-        if self.cat_max_ratio < 1.0:
-            for _ in range(10):
-                counts = torch.bincount(label[y1:y2, x1:x2].flatten(), minlength=256)
-                counts[self.ignore_index] = 0
-                kept = counts[counts > 0]
-                if kept.numel() > 1 and float(kept.max()) / float(kept.sum()) < \
-                        self.cat_max_ratio:
-                    break
-                y1, y2, x1, x2 = self._bbox(h, w, rng)
-        return img[:, y1:y2, x1:x2], label[y1:y2, x1:x2]
-
-    def _contrast(self, img, rng):
-        if rng.integers(2):
-            img = _to_uint8_range(img * rng.uniform(0.5, 1.5))
-        return img
-
-    def _photometric(self, img, rng):
-        if rng.integers(2):
-            img = _to_uint8_range(img + rng.uniform(-32, 32))
-        contrast_first = rng.integers(2) == 1
-        if contrast_first:
-            img = self._contrast(img, rng)
-        if rng.integers(2):
-            hsv = rgb_to_hsv(img)
-            hsv[1] = _to_uint8_range(hsv[1] * rng.uniform(0.5, 1.5))
-            img = hsv_to_rgb(hsv)
-        if rng.integers(2):
-            hsv = rgb_to_hsv(img)
-            hsv[0] = (hsv[0] + int(rng.integers(-18, 19))) % 180
-            img = hsv_to_rgb(hsv)
-        if not contrast_first:
-            img = self._contrast(img, rng)
-        return img
 
     def sample(self, img, label, seed):
         """One decoded sample (uint8 HxWx3 image and HxW label on the device, as
         :func:`common.datasets.decoded_tensors` gives) -> augmented float 3xhxw image in
         0..255 and int64 label."""
         rng = np.random.default_rng(seed)
-        ratio = rng.uniform(*self.ratio_range)
-        target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
-        w, h = rescale_size(img.shape[1], img.shape[0], target)
-        image = img.permute(2, 0, 1).float()[None]
-        label = label.long()
+        w, h = self.resize.size_for(img.shape[1], img.shape[0], rng)
+        image, label = img.permute(2, 0, 1).float()[None], label.long()
         if (h, w) != tuple(img.shape[:2]):
             image = F.interpolate(image, size=(h, w), mode="bilinear", align_corners=False)
             image = torch.round(image).clamp(0, 255)
             label = F.interpolate(label[None, None].float(), size=(h, w),
                                   mode="nearest")[0, 0].long()
-        image, label = self._crop(image[0], label, rng)
-        if rng.random() < self.flip_prob:
+        y1, y2, x1, x2 = self.crop.choose_box(h, w, rng, lambda b: torch.bincount(
+            label[b[0]:b[1], b[2]:b[3]].flatten(), minlength=256))
+        image, label = image[0, :, y1:y2, x1:x2], label[y1:y2, x1:x2]
+        if self.flip.draw(rng):
             image, label = image.flip(-1), label.flip(-1)
-        if self.photometric:
-            image = self._photometric(image, rng)
+        if self.photometric is not None:
+            image = self.photometric.apply(image, self.photometric.draw(rng), convert,
+                                           scale_saturation, shift_hue)
         return image, label
 
     def __call__(self, images, labels, seeds):
         """Lists of decoded device tensors and their seeds -> (images, labels, valid)."""
         n, device = len(images), images[0].device
-        out = torch.zeros(n, 3, self.crop_h, self.crop_w, device=device)
-        out_labels = torch.full((n, self.crop_h, self.crop_w), self.ignore_index,
-                                dtype=torch.long, device=device)
+        out = torch.zeros(n, 3, *self.crop_size, device=device)
+        out_labels = torch.full((n, *self.crop_size), self.ignore_index, dtype=torch.long,
+                                device=device)
         valid = torch.zeros(n, 2, dtype=torch.long)
         for i, (img, label, seed) in enumerate(zip(images, labels, seeds)):
             image, label = self.sample(img, label, seed)

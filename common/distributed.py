@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 
 BACKENDS = {"npu": "hccl", "cuda": "nccl", "cpu": "gloo"}
 
@@ -63,11 +63,6 @@ def init_distributed(info, device_type, timeout_s=None):
         raise UserError(f"rank {info.rank} could not join the process group at "
                         f"{os.environ['MASTER_ADDR']}:{port} ({first_line(exc)}); check that "
                         "every rank is started with the same MASTER_ADDR/MASTER_PORT") from None
-
-
-def first_line(exc):
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 PEER_FAILURE_SIGNS = ("connection reset", "connection closed", "broken pipe", "timed out",

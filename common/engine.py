@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from common import distributed
 from common.checkpoint import latest_checkpoint, save_checkpoint
-from common.datasets import InfiniteSampler, PadCollate, read_image, zero_padding
+from common.datasets import InfiniteSampler, PadCollate, zero_padding
 from common.device import memory_mb, synchronize
 from common.device_augment import DeviceAugment, list_collate
 from common.errors import UserError, unwrap_worker_error
@@ -106,6 +106,23 @@ def build_train_loader(dataset, cfg, state):
         generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=ignore_stop_signals)
 
 
+def device_batch(batch, device, normalize, augment=None, channels_last=False):
+    """A loader batch -> (normalised images, labels) on ``device``. With ``augment``
+    (:class:`DeviceAugment`) the batch holds decoded samples and their seeds, transformed
+    here; otherwise padded images, labels and each image's valid (h, w)."""
+    if augment is None:
+        images, labels, valid = batch
+    else:
+        images, labels, seeds = batch
+        images, labels, valid = augment([i.to(device, non_blocking=True) for i in images],
+                                        [l.to(device, non_blocking=True) for l in labels],
+                                        seeds)
+    images = zero_padding(normalize(images.to(device, non_blocking=True)), valid)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device, non_blocking=True)
+
+
 def own_generator(seed):
     """DataLoaders draw their base seed from this, not from the global RNG, so building one
     (at start, at resume, for each evaluation) never shifts the training's dropout stream."""
@@ -166,17 +183,8 @@ def train(model, optimizer, train_set, val_set, state):
             perf_t0 = time.perf_counter()
         batch = next_batch(loader_iter)
         t_data = time.perf_counter()
-        if augment is None:
-            images, labels, valid = batch
-        else:  # decoded samples and their seeds: transform on the device
-            images, labels, seeds = batch
-            images, labels, valid = augment(
-                [i.to(state.device, non_blocking=True) for i in images],
-                [l.to(state.device, non_blocking=True) for l in labels], seeds)
-        images = zero_padding(normalize(images.to(state.device, non_blocking=True)), valid)
-        if state.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        labels = labels.to(state.device, non_blocking=True)
+        images, labels = device_batch(batch, state.device, normalize, augment,
+                                      state.channels_last)
         set_lr(optimizer, lr_of(iteration))
         with state.amp.autocast():
             outputs = model(images)
@@ -321,12 +329,12 @@ def evaluate(model, dataset, state, iteration=0):
     t0 = time.perf_counter()
     for _ in range(len(indices)):
         image, label, index = next_batch(it)
-        image = ([i.to(state.device) for i in image] if isinstance(image, list)
-                 else image.to(state.device))
-        pred = predict_logits(net, image, label.shape[-2:], state.amp, mode).argmax(1)[0]
+        on_device = ([i.to(state.device) for i in image] if isinstance(image, list)
+                     else image.to(state.device))
+        pred = predict_logits(net, on_device, label.shape[-2:], state.amp, mode).argmax(1)[0]
         cm += confusion_matrix(pred, label.to(state.device), num_classes, ignore)
         if state.show_dir:
-            write_picture(state, dataset, index, label, pred)
+            write_picture(state, dataset.pairs[index][0], image, label, pred)
     if iterator is not loader:
         iterator.close()
     distributed.all_reduce_sum(cm)
@@ -342,11 +350,14 @@ def evaluate(model, dataset, state, iteration=0):
     return metrics
 
 
-def write_picture(state, dataset, index, label, pred):
-    """``<show_dir>/<image stem>.png``: input | ground truth | prediction | error map."""
-    image_path = dataset.pairs[index][0]
-    image = read_image(image_path)
+def write_picture(state, image_path, image, label, pred):
+    """``<show_dir>/<image stem>.png``: input | ground truth | prediction | error map, at the
+    label's size. ``image`` is what the model was given (for TTA the list of scales; the one
+    at the label's size is shown when there is one)."""
     label = label.numpy()
+    if isinstance(image, list):
+        image = next((i for i in image if tuple(i.shape[-2:]) == label.shape), image[0])
+    image = image.permute(1, 2, 0).cpu().numpy()
     if image.shape[:2] != label.shape:
         image = cv2.resize(image, label.shape[::-1], interpolation=cv2.INTER_LINEAR)
     strip = comparison_strip(image, label, pred.cpu().numpy(), state.palette,

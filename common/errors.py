@@ -7,6 +7,13 @@ class UserError(Exception):
     """A problem with the user's input (flags, config, data, checkpoint), not a bug."""
 
 
+def first_line(exc):
+    """An exception's first message line (its type name when it has no message): what a
+    one-line error quotes of a library's multi-line complaint."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def run_main(main, argv=None):
     """Run ``main(argv)``; turn a :class:`UserError` into ``error: ...`` on stderr and exit 2,
     and a graceful stop (:class:`common.stop_signals.Stopped`) into its exit status."""

@@ -1,5 +1,6 @@
 """Inference shared by evaluation, the demo and export: building a model from a checkpoint
 and prediction in mmseg's whole / slide modes, with optional multi-scale + flip TTA."""
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -71,9 +72,7 @@ WHOLE = InferenceMode()
 
 
 def _forward(model, batch, amp):
-    if amp is None:
-        return model(batch).float()
-    with amp.autocast():
+    with amp.autocast() if amp is not None else contextlib.nullcontext():
         return model(batch).float()
 
 

@@ -267,15 +267,16 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
     data = cfg["data"]
     if args.check_data:
         splits = [data["train_split"], data["val_split"]]
-        count = check_dataset(cfg, data_root, splits, log, max(data["num_workers"], 1),
-                              use_cache=False, shown=None)
-        log(f"--check-data: {count} image/label pairs of {' and '.join(splits)} in {data_root} "
-            "checked, no problems")
+        checked = check_dataset(cfg, data_root, splits, log, max(data["num_workers"], 1),
+                                use_cache=False, shown=None)
+        log(f"--check-data: {sum(map(len, checked.values()))} image/label pairs of "
+            f"{' and '.join(splits)} in {data_root} checked, no problems")
         return None
     splits = ([] if args.eval_only else [data["train_split"]]) + (
         [data["val_split"]] if args.eval_only or not args.no_validate else [])
-    check_dataset(cfg, data_root, splits, log, max(data["num_workers"], 1))
-    val_set = None if args.no_validate and not args.eval_only else build_val_set(cfg, data_root)
+    checked = check_dataset(cfg, data_root, splits, log, max(data["num_workers"], 1))
+    val_set = (None if args.no_validate and not args.eval_only
+               else build_val_set(cfg, checked[data["val_split"]]))
     model = spec.build_model(**cfg["model"])
     state = TrainState(cfg=cfg, model_name=spec.name, device=device, dist=info, amp=amp,
                        work_dir=work_dir, log=log, class_names=class_names(cfg),
@@ -294,7 +295,7 @@ def run(args, cfg, config_path, spec, info, device, work_dir, log):
         state.results_dir = os.path.dirname(os.path.abspath(ckpt))  # next to the checkpoint
         model.to(device)
         return evaluate(model, val_set, state, iteration=meta.get("iteration", 0))
-    train_set = build_train_set(cfg, data_root)
+    train_set = build_train_set(cfg, checked[data["train_split"]])
     if args.pretrained:
         target = spec.pretrained_target(model) if spec.pretrained_target else model
         log(load_pretrained_backbone(target, args.pretrained).summary())

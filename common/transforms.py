@@ -39,10 +39,14 @@ class RandomResize:
         self.scale = scale
         self.ratio_range = ratio_range
 
-    def __call__(self, img, label, rng):
+    def size_for(self, width, height, rng):
+        """The (w, h) a ``width`` x ``height`` sample is resized to (draws the ratio)."""
         ratio = rng.uniform(*self.ratio_range)
         target = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
-        return resize_pair(img, label, rescale_size(img.shape[1], img.shape[0], target))
+        return rescale_size(width, height, target)
+
+    def __call__(self, img, label, rng):
+        return resize_pair(img, label, self.size_for(img.shape[1], img.shape[0], rng))
 
 
 class RandomCrop:
@@ -54,23 +58,30 @@ class RandomCrop:
         self.cat_max_ratio = cat_max_ratio
         self.ignore_index = ignore_index
 
-    def _bbox(self, shape, rng):
-        margin_h = max(shape[0] - self.crop_h, 0)
-        margin_w = max(shape[1] - self.crop_w, 0)
-        y = int(rng.integers(0, margin_h + 1))
-        x = int(rng.integers(0, margin_w + 1))
-        return y, min(y + self.crop_h, shape[0]), x, min(x + self.crop_w, shape[1])
+    def _box(self, height, width, rng):
+        y = int(rng.integers(0, max(height - self.crop_h, 0) + 1))
+        x = int(rng.integers(0, max(width - self.crop_w, 0) + 1))
+        return y, min(y + self.crop_h, height), x, min(x + self.crop_w, width)
 
-    def __call__(self, img, label, rng):
-        y1, y2, x1, x2 = self._bbox(img.shape, rng)
+    def choose_box(self, height, width, rng, counts_in):
+        """(y1, y2, x1, x2) of the crop. ``counts_in(box)`` gives the label's pixel count per
+        value 0..255 inside a box (``np.bincount`` here, ``torch.bincount`` on the device);
+        mmseg counts with ``np.unique``, which gives the same non-zero counts."""
+        box = self._box(height, width, rng)
         if self.cat_max_ratio < 1.0:
             for _ in range(10):
-                counts = np.bincount(label[y1:y2, x1:x2].ravel(), minlength=256)
+                counts = counts_in(box)
                 counts[self.ignore_index] = 0
-                counts = counts[counts > 0]  # np.unique's counts, without its sort
-                if len(counts) > 1 and counts.max() / counts.sum() < self.cat_max_ratio:
+                counts = counts[counts > 0]
+                if len(counts) > 1 and float(counts.max()) / float(counts.sum()) < \
+                        self.cat_max_ratio:
                     break
-                y1, y2, x1, x2 = self._bbox(img.shape, rng)
+                box = self._box(height, width, rng)
+        return box
+
+    def __call__(self, img, label, rng):
+        y1, y2, x1, x2 = self.choose_box(*label.shape, rng, lambda b: np.bincount(
+            label[b[0]:b[1], b[2]:b[3]].ravel(), minlength=256))
         return img[y1:y2, x1:x2], label[y1:y2, x1:x2]
 
 
@@ -80,15 +91,40 @@ class RandomFlip:
     def __init__(self, prob=0.5):
         self.prob = prob
 
+    def draw(self, rng):
+        return rng.random() < self.prob
+
     def __call__(self, img, label, rng):
-        if rng.random() < self.prob:
+        if self.draw(rng):
             return img[:, ::-1], label[:, ::-1]
         return img, label
 
 
+def convert(img, alpha=1.0, beta=0.0):
+    """mmseg's ``clip(img * alpha + beta, 0, 255).astype(uint8)`` in float32, as a lookup
+    table over the 256 uint8 values: the same result, several times faster."""
+    table = np.clip(np.arange(256, dtype=np.float32) * np.float32(alpha) + beta, 0, 255)
+    return cv2.LUT(np.ascontiguousarray(img), table.astype(np.uint8))
+
+
+def scale_saturation(img, alpha):
+    hsv = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2HSV)
+    hsv[:, :, 1] = convert(hsv[:, :, 1], alpha=alpha)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def shift_hue(img, shift):
+    hsv = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2HSV)
+    hue_table = ((np.arange(256) + shift) % 180).astype(np.uint8)
+    hsv[:, :, 0] = cv2.LUT(np.ascontiguousarray(hsv[:, :, 0]), hue_table)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
 class PhotoMetricDistortion:
     """Brightness, contrast (before or after the rest, at random), saturation, hue; each
-    applied with probability 0.5 (mmseg's PhotoMetricDistortion)."""
+    applied with probability 0.5 (mmseg's PhotoMetricDistortion). :meth:`draw` makes the
+    random choices, :meth:`apply` carries them out with given pixel operations (numpy here,
+    torch in :mod:`common.device_augment`)."""
 
     def __init__(self, brightness_delta=32, contrast_range=(0.5, 1.5),
                  saturation_range=(0.5, 1.5), hue_delta=18):
@@ -97,38 +133,39 @@ class PhotoMetricDistortion:
         self.saturation_range = saturation_range
         self.hue_delta = hue_delta
 
-    @staticmethod
-    def _convert(img, alpha=1.0, beta=0.0):
-        """mmseg's ``clip(img * alpha + beta, 0, 255).astype(uint8)`` in float32, as a lookup
-        table over the 256 uint8 values: the same result, several times faster."""
-        table = np.clip(np.arange(256, dtype=np.float32) * np.float32(alpha) + beta, 0, 255)
-        return cv2.LUT(np.ascontiguousarray(img), table.astype(np.uint8))
+    def draw(self, rng):
+        """(brightness delta, contrast first?, contrast alpha, saturation alpha, hue shift),
+        None for a step not applied; drawn in mmseg's order."""
+        brightness = (rng.uniform(-self.brightness_delta, self.brightness_delta)
+                      if rng.integers(2) else None)
+        contrast_first = rng.integers(2) == 1
+        contrast = None
+        if contrast_first:
+            contrast = rng.uniform(*self.contrast_range) if rng.integers(2) else None
+        saturation = rng.uniform(*self.saturation_range) if rng.integers(2) else None
+        hue = int(rng.integers(-self.hue_delta, self.hue_delta + 1)) if rng.integers(2) else None
+        if not contrast_first:
+            contrast = rng.uniform(*self.contrast_range) if rng.integers(2) else None
+        return brightness, contrast_first, contrast, saturation, hue
 
-    def _contrast(self, img, rng):
-        if rng.integers(2):
-            img = self._convert(img, alpha=rng.uniform(*self.contrast_range))
+    @staticmethod
+    def apply(img, params, convert_op=convert, saturation_op=scale_saturation,
+              hue_op=shift_hue):
+        brightness, contrast_first, contrast, saturation, hue = params
+        if brightness is not None:
+            img = convert_op(img, beta=brightness)
+        if contrast_first and contrast is not None:
+            img = convert_op(img, alpha=contrast)
+        if saturation is not None:
+            img = saturation_op(img, saturation)
+        if hue is not None:
+            img = hue_op(img, hue)
+        if not contrast_first and contrast is not None:
+            img = convert_op(img, alpha=contrast)
         return img
 
     def __call__(self, img, label, rng):
-        if rng.integers(2):
-            img = self._convert(img, beta=rng.uniform(-self.brightness_delta,
-                                                      self.brightness_delta))
-        contrast_first = rng.integers(2) == 1
-        if contrast_first:
-            img = self._contrast(img, rng)
-        if rng.integers(2):
-            hsv = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2HSV)
-            hsv[:, :, 1] = self._convert(hsv[:, :, 1], alpha=rng.uniform(*self.saturation_range))
-            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-        if rng.integers(2):
-            hsv = cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2HSV)
-            shift = int(rng.integers(-self.hue_delta, self.hue_delta + 1))
-            hue_table = ((np.arange(256) + shift) % 180).astype(np.uint8)
-            hsv[:, :, 0] = cv2.LUT(np.ascontiguousarray(hsv[:, :, 0]), hue_table)
-            img = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-        if not contrast_first:
-            img = self._contrast(img, rng)
-        return img, label
+        return self.apply(img, self.draw(rng)), label
 
 
 class Pad:

@@ -347,13 +347,14 @@ def test_hostile_data_path_is_data_not_code(tiny_config, synthetic_root, tmp_pat
 def test_a_file_broken_during_training_is_named(tiny_config, synthetic_root, tmp_path):
     """Damage after the start-up check (e.g. a failing disk) surfaces from a loader worker as
     one error naming the file."""
+    from common.cityscapes import find_pairs
     from common.config import load_config
     from common.data import build_train_set
     from common.engine import next_batch
     from common.errors import UserError
     root = tmp_path / "cs"
     shutil.copytree(synthetic_root, root)
-    dataset = build_train_set(load_config(tiny_config), str(root))
+    dataset = build_train_set(load_config(tiny_config), find_pairs(str(root), "train"))
     broken = dataset.pairs[0][0]
     data = open(broken, "rb").read()
     open(broken, "wb").write(data[: len(data) // 4])
