@@ -75,8 +75,9 @@ def test_resized_samples_keep_image_and_label_aligned():
         assert (labels[0, h:] == 255).all() and (labels[0, :, w:] == 255).all()
 
 
-def test_training_with_device_augment(tiny_config, synthetic_root, tmp_path):
+def test_training_with_device_augment_and_channels_last(tiny_config, synthetic_root, tmp_path):
     proc = run(["python3", f"{BISENETV1}/train.py", "--config", tiny_config, "--work-dir",
-                str(tmp_path), "--device", "cpu", "--device-augment", "--no-validate",
+                str(tmp_path), "--device", "cpu", "--device-augment", "--channels-last",
+                "--no-validate",
                 "--max_iters", "4", "--workers", "1"])
     assert "Iter(train) [4/4]" in proc.stdout and "nan" not in proc.stdout.split("loss:")[1][:20]

@@ -2,6 +2,7 @@
 channels_last + bf16 within AMP tolerance of fp32 eager, and the benchmark entry point runs."""
 import copy
 import importlib
+import importlib.util
 import json
 import sys
 
@@ -101,3 +102,15 @@ def test_benchmark_entry_point_writes_its_table(tmp_path, synthetic_root):
                 "1", "--only", "train", "--crop", "64", "64", "--device", "cpu"], cwd=REPO,
                check=False)
     assert proc.returncode == 2 and "--batch 1 is too small" in proc.stderr
+
+
+def test_mmseg_comparison_needs_mmseg_and_says_so():
+    if importlib.util.find_spec("mmseg") is not None:
+        pytest.skip("mmseg is installed here: the comparison would run")
+    proc = run([sys.executable, "-m", "common.bench_vs_mmseg", "--models", "BiSeNetV2"],
+               cwd=REPO, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: mmsegmentation is "
+                                                                   "not installed")
+    proc = run([sys.executable, "-m", "common.benchmark", "--model", "BiSeNetV2", "--only",
+                "bogus"], cwd=REPO, check=False)
+    assert proc.returncode == 2 and "--only bogus is unknown" in proc.stderr
