@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Ascend CANN environment for the NPU runs: source env_npu.sh
-# Safe to source on a machine without CANN: it then only says so and changes nothing else.
+# Safe to source on a machine without CANN: it then changes nothing (and says so on stderr
+# when $cann_root exists without a set_env.sh).
 install_info=/etc/Ascend/ascend_cann_install.info
 if [ -f "$install_info" ]; then
   cann_root=$(grep -E '^Install_Path=' "$install_info" | cut -d= -f2)
@@ -13,7 +14,9 @@ for candidate in "$cann_root/ascend-toolkit/set_env.sh" "$cann_root/cann/set_env
   if [ -f "$candidate" ]; then set_env=$candidate; break; fi
 done
 if [ -z "$set_env" ]; then
-  echo "env_npu.sh: no CANN set_env.sh under $cann_root; NPU environment not set (CPU/GPU runs are unaffected)"
+  if [ -d "$cann_root" ]; then  # CANN was expected here: say why the NPU environment is not set
+    echo "env_npu.sh: no CANN set_env.sh under $cann_root; NPU environment not set" >&2
+  fi
 else
   # shellcheck disable=SC1090
   source "$set_env"

@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 bash install.sh
-data_root=$(python3 -m common.synthetic_cityscapes)
+data_root=$(python3 -m common.tools.synthetic_cityscapes)
 cd BiSeNetV1
 work=work_dirs/quickstart
 bash test/train_full_1p.sh --work_dir="$work"

@@ -9,14 +9,11 @@ Two reference configs: R50-D32 (``bisenetv1_r50-d32``: context (512,1024,2048), 
 (256,256,256,512), fusion 1024) and R18-D32 (context (128,256,512), spatial (64,64,64,128),
 fusion 256). In eval mode the network returns only the decode logits at input resolution.
 """
-import os
-
 import torch
 import torch.nn as nn
 
 from common.layers import ConvModule, FCNHead, resize
 from common.resnet import ResNet
-from common.model_spec import ModelSpec
 from common.segmentor import EncoderDecoder
 
 VARIANTS = {
@@ -129,11 +126,3 @@ class BiSeNetV1(EncoderDecoder):
         self.auxiliary_head = nn.ModuleList([
             FCNHead(c8, v["aux_channels"], num_classes, num_convs=1, concat_input=False,
                     dropout_ratio=dropout_ratio, in_index=i) for i in (1, 2)])
-
-
-
-SPEC = ModelSpec(name="BiSeNetV1", build_model=BiSeNetV1,
-                 model_dir=os.path.dirname(os.path.abspath(__file__)),
-                 default_config="bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml",
-                 smoke_config="bisenetv1_r50-d32_synthetic-smoke.yaml",
-                 pretrained_target=lambda model: model.backbone.context_path.backbone)

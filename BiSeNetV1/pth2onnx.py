@@ -1,9 +1,31 @@
-"""Export BiSeNetV1 to ONNX and verify it with onnxruntime: python pth2onnx.py --help."""
+"""Export a BiSeNetV1 checkpoint to ONNX and check it with onnxruntime.
+
+    python3 pth2onnx.py --checkpoint work_dirs/<run>/iter_N.pth [--output BiSeNetV1.onnx]
+        [--opset 11] [--input-shape H W] [--dynamic] [--no-fold-bn]
+
+The eval-mode network (main logits at input resolution; BatchNorm folded into the convolutions
+unless --no-fold-bn), opset 11 for Ascend ATC by default. mmseg checkpoints need --config.
+"""
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from common.entry import launch  # noqa: E402
+
+from BiSeNetV1.bisenetv1 import BiSeNetV1  # noqa: E402
+from common.errors import user_errors  # noqa: E402
+from common.export import check_export_args, export_checked, export_parser  # noqa: E402
+from common.inference import load_for_inference  # noqa: E402
+
+NAME = "BiSeNetV1"
+
+
+def main(argv=None):
+    args = export_parser(NAME).parse_args(argv)
+    check_export_args(args)
+    model, _ = load_for_inference(BiSeNetV1, NAME, args.checkpoint, args.config)
+    return export_checked(model, args)
+
 
 if __name__ == "__main__":
-    launch("export", "bisenetv1", __file__)
+    with user_errors():
+        main()

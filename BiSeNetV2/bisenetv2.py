@@ -10,15 +10,11 @@ Gather-and-expansion (GE) layers expand channels 6x with depthwise convs; the st
 add a depthwise-separable shortcut. In eval mode only the decode logits, resized to the input,
 are returned.
 """
-import os
-
 import torch
 import torch.nn as nn
 
 from common.layers import ConvModule, FCNHead, resize
-from common.model_spec import ModelSpec
 from common.segmentor import EncoderDecoder
-from ohem import ohem_weights
 
 
 class DepthwiseSeparableConvModule(nn.Module):
@@ -198,11 +194,3 @@ class BiSeNetV2(EncoderDecoder):
             FCNHead(c_in, c, num_classes, num_convs=2, concat_input=False,
                     dropout_ratio=dropout_ratio, in_index=i + 1)
             for i, (c_in, c) in enumerate(zip((16, 32, 64, 128), AUX_CHANNELS))])
-
-
-
-SPEC = ModelSpec(name="BiSeNetV2", build_model=BiSeNetV2,
-                 model_dir=os.path.dirname(os.path.abspath(__file__)),
-                 default_config="bisenetv2_fcn_cityscapes-1024x1024_160k.yaml",
-                 smoke_config="bisenetv2_fcn_synthetic-smoke.yaml",
-                 pixel_sampler=ohem_weights)

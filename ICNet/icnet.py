@@ -9,14 +9,11 @@
     FCN decode head (128 ch, no dropout) on x_cff_12 (1/8); auxiliary FCN heads (loss weight
     0.4, "label guidance") on x_24 (1/16) and x_12 (1/8), training only.
 """
-import os
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from common.layers import ConvModule, FCNHead, PyramidPoolingModule, resize
-from common.model_spec import ModelSpec
 from common.resnet import resnet_v1c
 from common.segmentor import EncoderDecoder
 
@@ -96,12 +93,3 @@ class ICNet(EncoderDecoder):
         self.auxiliary_head = nn.ModuleList([
             FCNHead(128, 128, num_classes, num_convs=1, concat_input=False,
                     dropout_ratio=aux_dropout_ratio, in_index=i) for i in (0, 1)])
-
-
-
-SPEC = ModelSpec(name="ICNet", build_model=ICNet,
-                 model_dir=os.path.dirname(os.path.abspath(__file__)),
-                 default_config="icnet_r50-d8_cityscapes-832x832_80k.yaml",
-                 smoke_config="icnet_r50-d8_synthetic-smoke.yaml",
-                 pretrained_target=lambda model: model.backbone.backbone,
-                 demo_config="icnet_eval.yaml", onnx_input_name="actual_input_1")

@@ -10,13 +10,10 @@
 returned. The pyramid pooling exports to ONNX exactly at the export resolution (see
 ``common.layers.adaptive_avg_pool``).
 """
-import os
-
 import torch
 import torch.nn as nn
 
 from common.layers import ConvModule, FCNHead, PyramidPoolingModule
-from common.model_spec import ModelSpec
 from common.resnet import resnet_v1c
 from common.segmentor import EncoderDecoder
 
@@ -52,11 +49,3 @@ class PSPNet(EncoderDecoder):
         self.decode_head = PSPHead(2048, 512, num_classes, dropout_ratio=dropout_ratio)
         self.auxiliary_head = FCNHead(1024, 256, num_classes, num_convs=1, concat_input=False,
                                       dropout_ratio=dropout_ratio, in_index=2)
-
-
-
-SPEC = ModelSpec(name="PSPNet", build_model=PSPNet,
-                 model_dir=os.path.dirname(os.path.abspath(__file__)),
-                 default_config="pspnet_r50-d8_voc12aug-512x512_20k.yaml",
-                 smoke_config="pspnet_r50-d8_synthetic-voc-smoke.yaml",
-                 pretrained_target=lambda model: model.backbone)

@@ -2,13 +2,14 @@
 
 Layout: ``leftImg8bit/{split}/{city}/{city}_{seq}_{frame}_leftImg8bit.png`` and
 ``gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_labelTrainIds.png`` (made from
-``*_gtFine_labelIds.png`` by ``python -m common.convert_cityscapes``).
+``*_gtFine_labelIds.png`` by ``python -m common.tools.convert_cityscapes``).
 """
 import glob
 import os
 
 import numpy as np
 
+from common.data import build_datasets, dataset_root, needed_splits, synthetic
 from common.datasets import SegDataset, match_pairs
 from common.errors import UserError
 
@@ -36,7 +37,7 @@ def train_id_lut():
 
 IMG_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelTrainIds.png"
-CONVERT_HINT = "run: python -m common.convert_cityscapes {root} --nproc 8"
+CONVERT_HINT = "run: python -m common.tools.convert_cityscapes {root} --nproc 8"
 
 
 def find_pairs(root, split, problems=None):
@@ -68,6 +69,12 @@ def find_pairs(root, split, problems=None):
     return [(os.path.join(img_dir, i), os.path.join(gt_dir, l)) for i, l in pairs]
 
 
+def list_split(root, split):
+    """(pairs, problems) of one split, for :func:`common.data.build_datasets`."""
+    problems = []
+    return find_pairs(root, split, problems), problems
+
+
 def build_dataset(root, split, pipeline=None, test_transform=None):
     return SegDataset(find_pairs(root, split), pipeline, test_transform)
 
@@ -77,3 +84,15 @@ def label_path_for(image_path):
     folder, name = os.path.split(image_path)
     folder = folder.replace(f"{os.sep}leftImg8bit{os.sep}", f"{os.sep}gtFine{os.sep}")
     return os.path.join(folder, name.replace(IMG_SUFFIX, LABEL_SUFFIX))
+
+
+def datasets(args, cfg, log, model_dir):
+    """The run's checked train / val sets (:func:`common.data.build_datasets`; None for
+    ``--check-data``) from ``--data_path``, the config's ``paths.cityscapes_root``, or the
+    synthetic Cityscapes (generated once into the cache)."""
+    root = dataset_root(args.data_path, cfg, model_dir)
+    if root is None:
+        from common.tools.synthetic_cityscapes import ensure_synthetic_cityscapes
+        root = synthetic(ensure_synthetic_cityscapes(), log, "Cityscapes")
+    listing = {split: list_split(root, split) for split in needed_splits(args, cfg)}
+    return build_datasets(args, cfg, log, root, listing)

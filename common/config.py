@@ -1,8 +1,12 @@
 """YAML recipes: one file per recipe, optional ``_base_: other.yaml`` or a list of files
-(relative paths, merged in order) that it overrides section by section. Recipes shared by
-several models (the Cityscapes schedule, the synthetic smoke run) live in ``common/configs/``. Every key must be known (``DEFAULTS`` below, or the model
-builder's arguments for the ``model`` section): an unknown key or a value of the wrong type or
-out of range is a :class:`UserError` naming it.
+(paths relative to the file, merged in order) that it overrides section by section.
+
+Every key must be known: the keys below (:data:`DEFAULTS`), the network class's arguments for
+the ``model`` section, and the keys a model's train.py adds for itself (``own``: for example
+BiSeNetV2's per-head hard-pixel mining and its head learning-rate factor), which that train.py
+validates. An unknown key or a value of the wrong type or out of range is a :class:`UserError`
+naming it. Inference (evaluation of a stored config, export, demo) does not read ``loss`` or
+``optim``, so without ``own`` those two sections accept the training script's own keys.
 """
 import copy
 import inspect
@@ -15,7 +19,6 @@ from common.errors import UserError
 DEFAULTS = {
     "model": {},
     "data": {
-        "dataset": "cityscapes",
         "num_classes": 19,
         "ignore_index": 255,
         "train_split": "train",
@@ -35,7 +38,7 @@ DEFAULTS = {
     "optim": {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005},
     "schedule": {"max_iters": 160000, "warmup_iters": 1000, "warmup_ratio": 0.1, "power": 0.9,
                  "eta_min": 0.0001},
-    "loss": {"weights": {"decode": 1.0}, "sampler": None},
+    "loss": {"weights": {"decode": 1.0}},  # CE weight per head (decode, aux / aux_0, ...)
     # evaluation: whole-image or sliding-window inference, optional multi-scale + flip TTA
     "eval": {"mode": "whole", "crop_size": [1024, 1024], "stride": [768, 768], "tta": False,
              "tta_ratios": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75], "tta_flip": True,
@@ -54,6 +57,12 @@ DEFAULTS = {
         "loss_scale": "dynamic",
         "deterministic": False,
         "perf_warmup_iters": 5,         # iterations left out of the images/s figure
+        # flags that change a run: recorded in every checkpoint, compared across ranks
+        "channels_last": False,         # --channels-last: NHWC activations
+        "sync_bn": False,               # --sync_bn: SyncBatchNorm across processes
+        "compile": False,               # --compile: torch.compile the training model
+        "apex": False,                  # --apex: apex amp instead of torch.amp
+        "nan_policy": "stop",           # --nan-policy: non-finite gradients stop or skip
     },
 }
 
@@ -63,8 +72,9 @@ POSITIVE = {"data.num_classes", "data.batch_size", "optim.lr", "schedule.max_ite
 NON_NEGATIVE = {"data.num_workers", "optim.momentum", "optim.weight_decay",
                 "schedule.warmup_iters", "schedule.eta_min", "runtime.max_keep_ckpts",
                 "runtime.perf_warmup_iters", "data.flip_prob"}
-CHOICES = {"data.dataset": ("cityscapes", "voc"), "runtime.opt_level": ("O0", "O1", "O2"),
-           "eval.mode": ("whole", "slide")}
+CHOICES = {"runtime.opt_level": ("O0", "O1", "O2"), "eval.mode": ("whole", "slide"),
+           "runtime.nan_policy": ("stop", "skip")}
+INFERENCE_LENIENT = ("loss", "optim")  # sections only training reads
 POSITIVE_PAIRS = {"eval.crop_size", "eval.stride"}
 NULLABLE = {"data.test_scale", "paths.cityscapes_root", "paths.ckpt_dir", "paths.ckpt_path"}
 
@@ -115,23 +125,13 @@ def _check_value(dotted, default, value):
                         f"got {value!r}")
 
 
-def _check_loss(values):
-    """``loss: {weights: {head: weight}, sampler: null | {thresh: p, min_kept: n}}``."""
-    for key, value in values.items():
-        if key == "weights" and isinstance(value, dict) and all(
-                isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
-                for w in value.values()):
-            continue
-        if key == "sampler" and value is None:
-            continue
-        if key == "sampler" and isinstance(value, dict) and set(value) <= {"thresh", "min_kept"}:
-            thresh, min_kept = value.get("thresh", 0.7), value.get("min_kept", 10000)
-            if isinstance(thresh, (int, float)) and 0 < thresh <= 1 and \
-                    isinstance(min_kept, int) and min_kept >= 1:
-                continue
-        raise UserError(f"config key loss.{key} is unknown or malformed ({value!r}); loss takes "
-                        "weights: {head: weight >= 0} and sampler: {thresh: (0, 1], "
-                        "min_kept: int >= 1} or null")
+def _check_loss_weights(value):
+    """``loss.weights``: ``{head: weight >= 0}``."""
+    if not (isinstance(value, dict) and all(
+            isinstance(w, (int, float)) and not isinstance(w, bool) and w >= 0
+            for w in value.values())):
+        raise UserError(f"config key loss.weights must map head names to weights >= 0, got "
+                        f"{value!r}")
 
 
 def _read_yaml(path, seen=()):
@@ -170,34 +170,47 @@ def set_dotted(cfg, dotted, value):
     section, _, key = dotted.partition(".")
     if not key or section not in cfg:
         raise UserError(f"config key {dotted!r} is unknown; use section.key with a section of "
-                        f"{', '.join(DEFAULTS)}")
+                        f"{', '.join(cfg)}")
     cfg[section][key] = value
 
 
-def validate(cfg, model_builder=None):
-    """Check every key of ``cfg`` against the defaults and the model builder's arguments."""
+def schema(own=None):
+    """The known keys: :data:`DEFAULTS` plus a train.py's ``own`` ``{section: {key: default}}``."""
+    known = copy.deepcopy(DEFAULTS)
+    for section, keys in (own or {}).items():
+        known.setdefault(section, {}).update(keys)
+    return known
+
+
+def validate(cfg, model=None, own=None):
+    """Check every key of ``cfg``: the ``model`` section against the network class's
+    arguments, the rest against :func:`schema` (``own`` keys with a ``None`` or mapping
+    default are left to the train.py that added them). ``own=None`` means inference."""
+    known = schema(own)
     for section, values in cfg.items():
-        if section not in DEFAULTS:
+        if section not in known:
             raise UserError(f"config section {section!r} is unknown; sections are "
-                            f"{', '.join(DEFAULTS)}")
+                            f"{', '.join(known)}")
         if not isinstance(values, dict):
             raise UserError(f"config section {section!r} must be a mapping")
         if section == "model":
-            if model_builder is not None:
-                allowed = inspect.signature(model_builder).parameters
+            if model is not None:
+                allowed = inspect.signature(model).parameters
                 for key in values:
                     if key not in allowed:
                         raise UserError(f"config key model.{key} is unknown; the model takes "
                                         f"{', '.join(allowed)}")
             continue
-        if section == "loss":
-            _check_loss(values)
-            continue
         for key, value in values.items():
-            if key not in DEFAULTS[section]:
+            if key not in known[section]:
+                if own is None and section in INFERENCE_LENIENT:
+                    continue
                 raise UserError(f"config key {section}.{key} is unknown; {section} takes "
-                                f"{', '.join(DEFAULTS[section])}")
-            _check_value(f"{section}.{key}", DEFAULTS[section][key], value)
+                                f"{', '.join(known[section])}")
+            if f"{section}.{key}" == "loss.weights":
+                _check_loss_weights(value)
+            elif known[section][key] is not None and not isinstance(known[section][key], dict):
+                _check_value(f"{section}.{key}", known[section][key], value)
     return cfg
 
 
@@ -209,18 +222,19 @@ def config_path_value(cfg, key, base_dir):
     return value if os.path.isabs(value) else os.path.normpath(os.path.join(base_dir, value))
 
 
-def load_config(path, overrides=(), model_builder=None):
-    """Defaults <- YAML (with _base_) <- ``overrides`` (``[(dotted_key, value), ...]``)."""
-    cfg = copy.deepcopy(DEFAULTS)
+def load_config(path, overrides=(), model=None, own=None):
+    """Defaults <- YAML (with _base_) <- ``overrides`` (``[(dotted_key, value), ...]``),
+    validated (:func:`validate`)."""
+    cfg = schema(own)
     for section, values in _read_yaml(path).items():
         if section in cfg and isinstance(values, dict):
             cfg[section].update(values)
         else:
             cfg[section] = values
-    validate(cfg, model_builder)
+    validate(cfg, model, own)
     for dotted, value in overrides:
         set_dotted(cfg, dotted, value)
-    return validate(cfg, model_builder)
+    return validate(cfg, model, own)
 
 
 def parse_cfg_option(text):

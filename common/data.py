@@ -1,53 +1,77 @@
-"""Builds the train / val datasets a config names (``data.dataset``), and finds the synthetic
-stand-in when no ``--data_path`` is given."""
-from common import cityscapes, voc
+"""From a dataset root to the train / val datasets: the splits a run needs, the start-up
+check, and the mmseg pipelines. The dataset module (``common.cityscapes`` or PSPNet's ``voc``)
+lists the pairs; train.py hands the listing here."""
+import os
+from dataclasses import dataclass
+
+from common.config import config_path_value
+from common.data_check import check_dataset
 from common.datasets import SegDataset
-from common.errors import UserError
-from common.synthetic_cityscapes import ensure_synthetic_cityscapes
-from common.synthetic_voc import ensure_synthetic_voc
 from common.transforms import EvalResize, TTAResize, build_train_pipeline
 
-DATASETS = {"cityscapes": (cityscapes, ensure_synthetic_cityscapes),
-            "voc": (voc, ensure_synthetic_voc)}
+
+@dataclass(frozen=True)
+class Datasets:
+    root: str
+    train: SegDataset = None      # None for --eval-only
+    val: SegDataset = None        # None with --no-validate
 
 
-def _entry(cfg):
-    name = cfg["data"]["dataset"]
-    if name not in DATASETS:
-        raise UserError(f"dataset {name!r} is not available; use one of {', '.join(DATASETS)}")
-    return DATASETS[name]
+def dataset_root(data_path, cfg, model_dir):
+    """``--data_path``, else the config's ``paths.cityscapes_root`` (the seed ICNet's key),
+    else None: the caller then uses the synthetic dataset."""
+    if data_path:
+        return os.path.abspath(data_path)
+    return config_path_value(cfg, "cityscapes_root", model_dir)
 
 
-def dataset_module(cfg):
-    return _entry(cfg)[0]
+def synthetic(root, log, name):
+    """Say that the run uses the synthetic dataset at ``root``; return ``root``."""
+    log(f"No --data_path: using the synthetic {name} dataset at {root} (pass "
+        f"--data_path=/path/to/{name.lower()} for real data)")
+    return root
 
 
-def synthetic_root(cfg):
-    """Generate (once) the synthetic dataset of the config's kind; return its root."""
-    return _entry(cfg)[1]()
+def needed_splits(args, cfg):
+    """The splits this run reads: train (unless --eval-only) and val (unless --no-validate)."""
+    data = cfg["data"]
+    if args.check_data:
+        return [data["train_split"], data["val_split"]]
+    return ([] if args.eval_only else [data["train_split"]]) + (
+        [data["val_split"]] if args.eval_only or not args.no_validate else [])
 
 
-def class_names(cfg):
-    return dataset_module(cfg).CLASSES
+def build_datasets(args, cfg, log, root, listing):
+    """Check the listed splits (all problems reported at once), then build the datasets;
+    with ``--check-data`` report and return None."""
+    data = cfg["data"]
+    workers = max(data["num_workers"], 1)
+    if args.check_data:
+        checked = check_dataset(cfg, root, listing, log, workers, use_cache=False, shown=None)
+        log(f"--check-data: {sum(map(len, checked.values()))} image/label pairs of "
+            f"{' and '.join(checked)} in {root} checked, no problems")
+        return None
+    checked = check_dataset(cfg, root, listing, log, workers)
+    train = val = None
+    if not args.eval_only:
+        train = build_train_set(cfg, checked[data["train_split"]])
+    if args.eval_only or not args.no_validate:
+        val = build_val_set(cfg, checked[data["val_split"]])
+    return Datasets(root, train, val)
 
 
 def build_train_set(cfg, pairs):
-    """Training samples from the split's pairs as :func:`common.data_check.check_dataset`
-    returns them (listed and fully checked, so no second listing or header pass here),
-    transformed in the loader workers, or only decoded when ``data.device_augment`` moves the
-    transforms to the device."""
+    """Training samples from checked pairs (listed and fully checked, so no second listing or
+    header pass here), transformed in the loader workers, or only decoded when
+    ``data.device_augment`` moves the transforms to the device."""
     data = cfg["data"]
     pipeline = None if data["device_augment"] else build_train_pipeline(data)
     return SegDataset(pairs, pipeline, check_sizes=False)
 
 
-def palette(cfg):
-    return dataset_module(cfg).PALETTE
-
-
 def build_val_set(cfg, pairs):
-    """Evaluation samples (checked pairs, as for :func:`build_train_set`) at the test scale,
-    or for TTA at each ratio of their own size."""
+    """Evaluation samples (checked pairs) at the test scale, or for TTA at each ratio of their
+    own size."""
     data, ev = cfg["data"], cfg["eval"]
     transform = TTAResize(ev["tta_ratios"]) if ev["tta"] else EvalResize(data["test_scale"])
     return SegDataset(pairs, test_transform=transform, check_sizes=False)

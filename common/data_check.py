@@ -14,10 +14,9 @@ from multiprocessing import Pool
 
 import numpy as np
 
-from common.data import dataset_module
 from common.datasets import read_image, read_label
 from common.errors import UserError
-from common.synthetic import cache_dir
+from common.cache import cache_dir
 
 SHOWN = 20           # problems printed before "... and N more"
 PARALLEL_FROM = 64   # pairs; fewer are checked in this process
@@ -57,15 +56,16 @@ def _signature(pairs, num_classes, ignore_index):
     return digest.hexdigest()
 
 
-def scan_split(cfg, root, split, workers=1, use_cache=True):
-    """(the split's complete pairs, list of problems)."""
+def scan_split(cfg, root, split, pairs, problems, workers=1, use_cache=True):
+    """The problems of one listed split: the listing's (``problems``, e.g. images without
+    labels) plus those found decoding every pair (skipped when an earlier scan of exactly
+    these files, sizes and mtimes found none)."""
     data = cfg["data"]
-    problems = []
-    pairs = dataset_module(cfg).find_pairs(root, split, problems)
+    problems = list(problems)
     marker = os.path.join(cache_dir(), "data_checks",
                           _signature(pairs, data["num_classes"], data["ignore_index"]))
     if use_cache and not problems and os.path.isfile(marker):
-        return pairs, []
+        return []
     jobs = [(i, l, data["num_classes"], data["ignore_index"]) for i, l in pairs]
     if len(jobs) >= PARALLEL_FROM and workers > 1:
         with Pool(workers) as pool:
@@ -77,16 +77,18 @@ def scan_split(cfg, root, split, workers=1, use_cache=True):
         os.makedirs(os.path.dirname(marker), exist_ok=True)
         with open(marker, "w") as f:
             json.dump({"root": root, "split": split, "pairs": len(pairs)}, f)
-    return pairs, problems
+    return problems
 
 
-def check_dataset(cfg, root, splits, log, workers=1, use_cache=True, shown=SHOWN):
-    """Scan ``splits``; log the problems (the first ``shown``, None = all); raise one
-    UserError summing them up. Returns ``{split: [(image, label), ...]}``: the checked pairs
-    to build the datasets from (:func:`common.data.build_train_set`)."""
+def check_dataset(cfg, root, listing, log, workers=1, use_cache=True, shown=SHOWN):
+    """Scan every split of ``listing`` (``{split: (pairs, listing problems)}``, as the
+    dataset module's ``list_splits`` returns it); log the problems (the first ``shown``,
+    None = all); raise one UserError summing them up. Returns ``{split: pairs}``: the checked
+    pairs to build the datasets from (:func:`common.data.build_datasets`)."""
     checked, all_problems = {}, []
-    for split in splits:
-        checked[split], problems = scan_split(cfg, root, split, workers, use_cache)
+    for split, (pairs, listed_problems) in listing.items():
+        problems = scan_split(cfg, root, split, pairs, listed_problems, workers, use_cache)
+        checked[split] = pairs
         all_problems += [f"[{split}] {p}" for p in problems]
     if not all_problems:
         return checked

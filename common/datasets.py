@@ -4,7 +4,6 @@ file-named errors, the infinite seeded sampler, collation.
 Training items are addressed as ``dataset[(index, seed)]``: the sampler hands out a seed per
 sample and the random transforms draw only from it. Evaluation items are ``dataset[index]``.
 """
-import importlib
 import os
 
 import cv2
@@ -16,18 +15,17 @@ from common.errors import UserError
 from common.transforms import to_tensors
 
 
-def _optional(module):
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
-# The fastest decoders on PyPI, measured on this project's data (python -m common.benchmark
+# The fastest decoders on PyPI, measured on this project's data (python -m common.tools.benchmark
 # --only data): libspng (pyspng) for PNG and libjpeg-turbo via simplejpeg for JPEG decode
 # 1.2x and 1.4x faster than OpenCV, pixel for pixel the same; OpenCV when they are missing.
-_PYSPNG = _optional("pyspng")
-_SIMPLEJPEG = _optional("simplejpeg")
+try:
+    import pyspng as _PYSPNG
+except ImportError:
+    _PYSPNG = None
+try:
+    import simplejpeg as _SIMPLEJPEG
+except ImportError:
+    _SIMPLEJPEG = None
 
 
 def _fast_decode(path):

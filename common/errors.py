@@ -1,5 +1,6 @@
 """User-facing errors: one line naming the problem and the fix, non-zero exit, no traceback."""
 import argparse
+import contextlib
 import sys
 
 
@@ -14,12 +15,14 @@ def first_line(exc):
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def run_main(main, argv=None):
-    """Run ``main(argv)``; turn a :class:`UserError` into ``error: ...`` on stderr and exit 2,
-    and a graceful stop (:class:`common.stop_signals.Stopped`) into its exit status."""
+@contextlib.contextmanager
+def user_errors():
+    """An entry script's ``with user_errors(): main()``: a :class:`UserError` becomes
+    ``error: ...`` on stderr and exit 2, a graceful stop
+    (:class:`common.stop_signals.Stopped`) its exit status."""
     from common.stop_signals import Stopped
     try:
-        return main(argv)
+        yield
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)

@@ -1,13 +1,12 @@
 """Inference shared by evaluation, the demo and export: building a model from a checkpoint
 and prediction in mmseg's whole / slide modes, with optional multi-scale + flip TTA."""
 import contextlib
-import os
 from dataclasses import dataclass
 
 import torch
 
-from common.checkpoint import apply_weights, load_file
-from common.config import load_config, validate
+from common.checkpoint import apply_weights, latest_checkpoint, load_file
+from common.config import config_path_value, load_config, validate
 from common.errors import UserError
 from common.layers import resize
 from common.transforms import TTA_RATIOS, Normalize
@@ -15,26 +14,40 @@ from common.transforms import TTA_RATIOS, Normalize
 _NORMALIZE = Normalize()
 
 
-def config_for_checkpoint(spec, ckpt, checkpoint_path=None, config_path=None):
+def config_for_checkpoint(network, ckpt, checkpoint_path=None, config_path=None):
     """The resolved config stored in one of our checkpoints (``ckpt``, already loaded), or
-    ``config_path`` (needed for mmseg checkpoints, which carry no config of ours)."""
+    ``config_path`` (needed for mmseg checkpoints, which carry no config of ours); the
+    ``model`` section is checked against the ``network`` class."""
     if config_path:
-        return load_config(config_path, model_builder=spec.build_model)
+        return load_config(config_path, model=network)
     meta = ckpt.get("meta") if isinstance(ckpt, dict) else None
     if isinstance(meta, dict) and isinstance(meta.get("config"), dict):
-        return validate(meta["config"], spec.build_model)
-    default = os.path.join(spec.model_dir, "configs", spec.default_config)
-    raise UserError(f"checkpoint {checkpoint_path} records no config; pass --config "
-                    f"(e.g. {default})")
+        return validate(meta["config"], network)
+    raise UserError(f"checkpoint {checkpoint_path} records no config; pass --config (one of "
+                    "the model's configs/*.yaml)")
 
 
-def load_for_inference(spec, checkpoint, config_path=None, device="cpu"):
-    """(model in eval mode on ``device``, resolved config), reading the checkpoint once."""
+def load_for_inference(network, name, checkpoint, config_path=None, device="cpu"):
+    """(``network`` built from the config and loaded with ``checkpoint``, in eval mode on
+    ``device``; the resolved config), reading the checkpoint once. ``name`` is the model's
+    name, checked against the one the checkpoint records."""
     ckpt = load_file(checkpoint)
-    cfg = config_for_checkpoint(spec, ckpt, checkpoint, config_path)
-    model = spec.build_model(**cfg["model"])
-    apply_weights(model, ckpt, checkpoint, spec.name)
+    cfg = config_for_checkpoint(network, ckpt, checkpoint, config_path)
+    model = network(**cfg["model"])
+    apply_weights(model, ckpt, checkpoint, name)
     return model.to(device).eval(), cfg
+
+
+def checkpoint_named_by(config_path, network, model_dir):
+    """The checkpoint a seed-style config names: ``paths.ckpt_path``, else the newest one in
+    ``paths.ckpt_dir`` (relative paths are relative to ``model_dir``); None when neither
+    gives one (ICNet's ``icnet_eval.yaml``: ``python3 pth2onnx.py`` with no argument)."""
+    cfg = load_config(config_path, model=network)
+    named = config_path_value(cfg, "ckpt_path", model_dir)
+    if named:
+        return named
+    folder = config_path_value(cfg, "ckpt_dir", model_dir)
+    return latest_checkpoint(folder) if folder else None
 
 
 @dataclass(frozen=True)

@@ -22,5 +22,7 @@ def schedule_from_config(cfg):
 
 
 def set_lr(optimizer, lr):
+    """Every parameter group's lr = ``lr`` x its ``lr_mult`` (1 when absent). The multiplier
+    lives in the group, so the optimizer's state_dict carries it through resume."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_mult", 1.0)

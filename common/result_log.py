@@ -1,4 +1,4 @@
-"""Write the ModelZoo result log from a training / evaluation log (REFERENCE section 4).
+"""Write the ModelZoo result log from a training / evaluation log (the Ascend ModelZoo script contract).
 
     python -m common.result_log --log test/output/0/train_0.log --network BiSeNetV1 \
         --case perf --out-dir test/output/0 --e2e-seconds 123
@@ -16,7 +16,7 @@ import sys
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from common.errors import ArgParser, UserError, run_main  # noqa: E402
+from common.errors import ArgParser, UserError, user_errors  # noqa: E402
 from common.logfmt import parse_log  # noqa: E402
 
 CASES = ("perf", "acc", "eval")
@@ -87,4 +87,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    with user_errors():
+        main()

@@ -1,4 +1,4 @@
-"""mmseg's train/test transforms on numpy arrays (REFERENCE section 2).
+"""mmseg's train/test transforms on numpy arrays.
 
 A sample is ``(img, label)``: ``img`` HxWx3 uint8 RGB, ``label`` HxW uint8 (255 = ignore).
 Random transforms take an explicit ``numpy.random.Generator`` so that every sample's

@@ -13,7 +13,15 @@ BISENETV1 = os.path.join(REPO, "BiSeNetV1")
 BISENETV2 = os.path.join(REPO, "BiSeNetV2")
 PSPNET = os.path.join(REPO, "PSPNet")
 ICNET = os.path.join(REPO, "ICNet")
-sys.path[:0] = [REPO, TESTS, BISENETV1, BISENETV2, PSPNET, ICNET]
+sys.path[:0] = [REPO, TESTS]
+
+from BiSeNetV1.bisenetv1 import BiSeNetV1  # noqa: E402
+from BiSeNetV2.bisenetv2 import BiSeNetV2  # noqa: E402
+from ICNet.icnet import ICNet  # noqa: E402
+from PSPNet.pspnet import PSPNet  # noqa: E402
+
+# model directory -> its network class (default arguments: the reference configs)
+NETWORKS = {"BiSeNetV1": BiSeNetV1, "BiSeNetV2": BiSeNetV2, "PSPNet": PSPNet, "ICNet": ICNet}
 
 # model directory -> (synthetic smoke config, extra tiny-config YAML)
 MODELS = {
@@ -58,7 +66,7 @@ def isolated_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def synthetic_root(isolated_cache):
-    from common.synthetic_cityscapes import ensure_synthetic_cityscapes
+    from common.tools.synthetic_cityscapes import ensure_synthetic_cityscapes
     return ensure_synthetic_cityscapes()
 
 

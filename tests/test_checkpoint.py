@@ -5,7 +5,7 @@ import os
 import pytest
 import torch
 
-from bisenetv1 import BiSeNetV1
+from BiSeNetV1.bisenetv1 import BiSeNetV1
 from common.checkpoint import (latest_checkpoint, list_checkpoints, load_file,
                                load_model_weights, save_checkpoint)
 from common.errors import UserError

@@ -9,9 +9,9 @@ import pytest
 from PIL import Image
 
 from common.cityscapes import LABEL_ID_TO_TRAIN_ID, build_dataset, train_id_lut
-from common.convert_cityscapes import convert_cityscapes
+from common.tools.convert_cityscapes import convert_cityscapes
 from common.errors import UserError
-from common.synthetic_cityscapes import SPLITS, ensure_synthetic_cityscapes, generate
+from common.tools.synthetic_cityscapes import SPLITS, ensure_synthetic_cityscapes, generate
 from common.transforms import EvalResize
 from conftest import REPO, assert_user_error, run
 
@@ -66,9 +66,9 @@ def test_converter_output_and_idempotence(synthetic_root, tmp_path):
 
 
 def test_converter_cli(synthetic_root):
-    proc = run(["python3", "-m", "common.convert_cityscapes", synthetic_root, "--nproc", "2"])
+    proc = run(["python3", "-m", "common.tools.convert_cityscapes", synthetic_root, "--nproc", "2"])
     assert "already present" in proc.stdout
-    assert_user_error(run(["python3", "-m", "common.convert_cityscapes", "/nonexistent",
+    assert_user_error(run(["python3", "-m", "common.tools.convert_cityscapes", "/nonexistent",
                            "--nproc", "2"], check=False), "gtFine")
 
 
@@ -121,5 +121,5 @@ def test_truncated_image_named_at_load(synthetic_root, tmp_path):
 
 
 def test_synthetic_cli_prints_root(isolated_cache):
-    proc = run(["python3", "-m", "common.synthetic_cityscapes"], cwd=REPO)
+    proc = run(["python3", "-m", "common.tools.synthetic_cityscapes"], cwd=REPO)
     assert proc.stdout.strip() == ensure_synthetic_cityscapes()

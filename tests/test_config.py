@@ -3,7 +3,8 @@ import os
 
 import pytest
 
-from bisenetv1 import SPEC
+from BiSeNetV1 import train as bisenetv1_train
+from BiSeNetV1.bisenetv1 import BiSeNetV1
 from common.config import load_config, parse_cfg_option
 from common.errors import UserError
 from conftest import BISENETV1
@@ -19,9 +20,9 @@ def write(tmp_path, text, name="c.yaml"):
 
 def test_recipes_reproduce_mmseg():
     r50 = load_config(os.path.join(CONFIGS, "bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml"),
-                      model_builder=SPEC.build_model)
+                      model=BiSeNetV1)
     r18 = load_config(os.path.join(CONFIGS, "bisenetv1_r18-d32_cityscapes-1024x1024_160k.yaml"),
-                      model_builder=SPEC.build_model)
+                      model=BiSeNetV1)
     assert r50["model"]["depth"] == 50 and r18["model"]["depth"] == 18
     assert r50["optim"] == {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005}
     assert r18["optim"]["lr"] == 0.025
@@ -35,14 +36,14 @@ def test_recipes_reproduce_mmseg():
 
 def test_every_shipped_config_loads():
     for name in os.listdir(CONFIGS):
-        load_config(os.path.join(CONFIGS, name), model_builder=SPEC.build_model)
+        load_config(os.path.join(CONFIGS, name), model=BiSeNetV1)
 
 
 def test_overrides_and_base(tmp_path):
     base = os.path.join(CONFIGS, "bisenetv1_r50-d32_synthetic-smoke.yaml")
     path = write(tmp_path, f"_base_: {base}\ndata:\n  batch_size: 3\n")
     cfg = load_config(path, [("optim.lr", 0.1), parse_cfg_option("data.crop_size=[32, 48]")],
-                      SPEC.build_model)
+                      BiSeNetV1)
     assert cfg["data"]["batch_size"] == 3 and cfg["optim"]["lr"] == 0.1
     assert cfg["data"]["crop_size"] == [32, 48] and cfg["data"]["scale"] == [256, 128]
 
@@ -61,7 +62,7 @@ def test_overrides_and_base(tmp_path):
 ])
 def test_bad_configs_name_the_key(tmp_path, text, match):
     with pytest.raises(UserError, match=match):
-        load_config(write(tmp_path, text), model_builder=SPEC.build_model)
+        load_config(write(tmp_path, text), model=BiSeNetV1)
 
 
 def test_bad_override_and_missing_file(tmp_path):
@@ -71,13 +72,44 @@ def test_bad_override_and_missing_file(tmp_path):
         parse_cfg_option("data.batch_size")
     path = write(tmp_path, "")
     with pytest.raises(UserError, match="data.batch_size must be > 0"):
-        load_config(path, [("data.batch_size", -2)], SPEC.build_model)
+        load_config(path, [("data.batch_size", -2)], BiSeNetV1)
 
 
-def test_train_cli_default_config_depends_on_data_path():
-    from common.train_cli import build_parser, resolve_config
-    parser = build_parser(SPEC)
-    _, synthetic = resolve_config(parser.parse_args([]), SPEC)
-    _, real = resolve_config(parser.parse_args(["--data_path", "/data/cityscapes"]), SPEC)
-    assert os.path.basename(synthetic) == SPEC.smoke_config
-    assert os.path.basename(real) == SPEC.default_config
+def test_train_py_default_config_depends_on_data_path():
+    from common.cli import resolve_config, train_parser
+    parser = train_parser("BiSeNetV1")
+    recipe, smoke = bisenetv1_train.RECIPE, bisenetv1_train.SMOKE_RECIPE
+    _, synthetic = resolve_config(parser.parse_args([]), BISENETV1, recipe, smoke, BiSeNetV1)
+    _, real = resolve_config(parser.parse_args(["--data_path", "/data/cityscapes"]), BISENETV1,
+                             recipe, smoke, BiSeNetV1)
+    assert os.path.basename(synthetic) == smoke and os.path.basename(real) == recipe
+
+
+def test_run_changing_flags_are_recorded_in_the_config():
+    from common.cli import resolve_config, train_parser
+    args = train_parser("BiSeNetV1").parse_args(
+        ["--channels-last", "--sync_bn", "--compile", "--nan-policy", "skip", "--device-augment"])
+    cfg, _ = resolve_config(args, BISENETV1, bisenetv1_train.RECIPE,
+                            bisenetv1_train.SMOKE_RECIPE, BiSeNetV1)
+    rt = cfg["runtime"]
+    assert (rt["channels_last"], rt["sync_bn"], rt["compile"], rt["nan_policy"]) == \
+        (True, True, True, "skip")
+    assert cfg["data"]["device_augment"] is True
+    plain, _ = resolve_config(train_parser("BiSeNetV1").parse_args([]), BISENETV1,
+                              bisenetv1_train.RECIPE, bisenetv1_train.SMOKE_RECIPE, BiSeNetV1)
+    assert not plain["runtime"]["channels_last"] and plain["runtime"]["nan_policy"] == "stop"
+
+
+def test_model_owned_keys_are_known_only_to_their_train_py():
+    """BiSeNetV2's own keys (loss.ohem, optim.decode_lr_mult) are unknown to another model's
+    training config, accepted by BiSeNetV2's, and tolerated by inference (own=None)."""
+    from BiSeNetV2 import train as bisenetv2_train
+    from BiSeNetV2.bisenetv2 import BiSeNetV2
+    path = os.path.join(os.path.dirname(BISENETV1), "BiSeNetV2", "configs",
+                        "bisenetv2_fcn_ohem_cityscapes-1024x1024_160k.yaml")
+    cfg = load_config(path, model=BiSeNetV2, own=bisenetv2_train.OWN_KEYS)
+    assert cfg["loss"]["ohem"] == {"thresh": 0.7, "min_kept": 10000}
+    assert cfg["optim"]["decode_lr_mult"] == 1.0
+    with pytest.raises(UserError, match="decode_lr_mult is unknown"):
+        load_config(path, model=BiSeNetV2, own={})
+    assert load_config(path, model=BiSeNetV2)["loss"]["ohem"]["min_kept"] == 10000

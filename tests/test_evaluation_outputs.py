@@ -116,7 +116,7 @@ def test_tta_eval_scripts_one_and_two_processes_agree(trained, odd_dataset, tiny
 
 def test_curves_from_the_training_log(trained, tmp_path):
     out = tmp_path / "curves.png"
-    proc = run([sys.executable, "-m", "common.plot_log", str(trained / "train_rank0.log"),
+    proc = run([sys.executable, "-m", "common.tools.plot_log", str(trained / "train_rank0.log"),
                 "--out", str(out)])
     assert str(out) in proc.stdout
     picture = np.array(Image.open(out).convert("RGB"))
@@ -124,7 +124,7 @@ def test_curves_from_the_training_log(trained, tmp_path):
     assert len(np.unique(picture.reshape(-1, 3), axis=0)) > 50  # lines, text, not blank
     empty = tmp_path / "empty.log"
     empty.write_text("nothing here\n")
-    proc = run([sys.executable, "-m", "common.plot_log", str(empty)], check=False)
+    proc = run([sys.executable, "-m", "common.tools.plot_log", str(empty)], check=False)
     assert proc.returncode == 2 and "no 'Iter(train)' lines" in proc.stderr
 
 

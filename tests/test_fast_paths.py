@@ -1,7 +1,6 @@
 """The fast paths compute the same function: BN folding within 1e-4 for every network,
 channels_last + bf16 within AMP tolerance of fp32 eager, and the benchmark entry point runs."""
 import copy
-import importlib
 import importlib.util
 import json
 import sys
@@ -10,12 +9,12 @@ import pytest
 import torch
 
 from common.fuse import fold_batchnorm
-from conftest import MODELS, REPO, run
+from conftest import MODELS, NETWORKS, REPO, run
 
 
 def network(model_name):
     torch.manual_seed(0)
-    net = importlib.import_module(model_name.lower()).SPEC.build_model()
+    net = NETWORKS[model_name]()
     g = torch.Generator().manual_seed(1)
     for module in net.modules():  # trained-looking BN statistics and affine parameters
         if isinstance(module, torch.nn.BatchNorm2d):
@@ -54,7 +53,7 @@ def test_fold_refuses_training_mode():
 def training_step(net, fast_layout, opt_level):
     """Loss and gradients of one training step (same dropout masks every time)."""
     from common.amp import MixedPrecision
-    from common.engine import seg_losses
+    from common.losses import heads_cross_entropy
     model, x = copy.deepcopy(net), torch.randn(4, 3, 96, 96,
                                                generator=torch.Generator().manual_seed(3))
     label = torch.randint(0, 19, (4, 96, 96), generator=torch.Generator().manual_seed(4))
@@ -65,7 +64,7 @@ def training_step(net, fast_layout, opt_level):
     torch.manual_seed(5)
     with amp.autocast():
         outputs = model(x)
-    loss, _ = seg_losses(outputs, label, {"weights": dict.fromkeys(outputs, 1.0)})
+    loss, _ = heads_cross_entropy(outputs, label, dict.fromkeys(outputs, 1.0))
     loss.backward()
     return float(loss.detach()), {n: p.grad for n, p in model.named_parameters()
                                   if p.grad is not None}
@@ -87,7 +86,7 @@ def test_fast_training_step_computes_the_same_function():
 
 def test_benchmark_entry_point_writes_its_table(tmp_path, synthetic_root):
     out = tmp_path / "bench.json"
-    proc = run([sys.executable, "-m", "common.benchmark", "--model", "BiSeNetV2", "--device",
+    proc = run([sys.executable, "-m", "common.tools.benchmark", "--model", "BiSeNetV2", "--device",
                 "cpu", "--batch", "2", "--crop", "64", "64", "--infer-size", "32", "64",
                 "--iters", "1", "--warmup", "1", "--workers", "0", "--json", str(out)],
                cwd=REPO)
@@ -98,7 +97,7 @@ def test_benchmark_entry_point_writes_its_table(tmp_path, synthetic_root):
     assert all(r["images_per_s"] > 0 for r in record["rows"])
     assert record["train"]["step_gflops"] > 0
     assert "ONNX Runtime" in proc.stdout and "TFLOP/s" in proc.stdout
-    proc = run([sys.executable, "-m", "common.benchmark", "--model", "BiSeNetV2", "--batch",
+    proc = run([sys.executable, "-m", "common.tools.benchmark", "--model", "BiSeNetV2", "--batch",
                 "1", "--only", "train", "--crop", "64", "64", "--device", "cpu"], cwd=REPO,
                check=False)
     assert proc.returncode == 2 and "--batch 1 is too small" in proc.stderr
@@ -107,10 +106,10 @@ def test_benchmark_entry_point_writes_its_table(tmp_path, synthetic_root):
 def test_mmseg_comparison_needs_mmseg_and_says_so():
     if importlib.util.find_spec("mmseg") is not None:
         pytest.skip("mmseg is installed here: the comparison would run")
-    proc = run([sys.executable, "-m", "common.bench_vs_mmseg", "--models", "BiSeNetV2"],
+    proc = run([sys.executable, "-m", "common.tools.bench_vs_mmseg", "--models", "BiSeNetV2"],
                cwd=REPO, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: mmsegmentation is "
                                                                    "not installed")
-    proc = run([sys.executable, "-m", "common.benchmark", "--model", "BiSeNetV2", "--only",
+    proc = run([sys.executable, "-m", "common.tools.benchmark", "--model", "BiSeNetV2", "--only",
                 "bogus"], cwd=REPO, check=False)
     assert proc.returncode == 2 and "--only bogus is unknown" in proc.stderr

@@ -3,6 +3,7 @@ config names and path keys, demo.py's defaults, --summary and label output, and 
 scripts/*.sh helpers."""
 import json
 import os
+import shutil
 import socket
 
 import numpy as np
@@ -15,7 +16,7 @@ from common.cityscapes import PALETTE
 from common.config import load_config
 from conftest import FIXTURES, ICNET, assert_user_error, run
 from fixture_weights import fill_state_dict
-from icnet import SPEC
+from ICNet.icnet import ICNet
 
 CONFIGS = os.path.join(ICNET, "configs")
 
@@ -34,7 +35,7 @@ def icnet_checkpoint(tmp_path_factory):
 
 def test_recipes_and_seed_names():
     r80 = load_config(os.path.join(CONFIGS, "icnet_r50-d8_cityscapes-832x832_80k.yaml"),
-                      model_builder=SPEC.build_model)
+                      model=ICNet)
     assert r80["optim"]["lr"] == 0.01 and r80["schedule"]["max_iters"] == 80000
     assert r80["schedule"]["warmup_iters"] == 0 and r80["schedule"]["eta_min"] == 0.0001
     assert r80["data"]["crop_size"] == [832, 832] and r80["data"]["batch_size"] == 2
@@ -54,7 +55,25 @@ def test_default_export_is_the_seed_interface(icnet_checkpoint, tmp_path):
     dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
     assert graph.graph.input[0].name == "actual_input_1" and dims == [1, 3, 1024, 2048]
     assert graph.opset_import[0].version == 11
-    assert float(proc.stdout.split("PyTorch: ")[1].split()[0]) <= 1e-3
+    assert float(proc.stdout.split("max abs diff ")[1].split()[0]) <= 1e-3
+
+
+def test_export_with_no_argument_as_the_seed(icnet_checkpoint, tmp_path):
+    """``python3 pth2onnx.py``: configs/icnet_eval.yaml names no ckpt_path, so the newest
+    checkpoint in its ckpt_dir (ICNet/ckpt) is exported to ./ICNet.onnx."""
+    from common.checkpoint import save_checkpoint
+    ckpt_dir = os.path.join(ICNET, "ckpt")
+    if os.path.exists(ckpt_dir):
+        pytest.skip(f"{ckpt_dir} holds a user's checkpoints")
+    export = ["python3", os.path.join(ICNET, "pth2onnx.py"), "--input-shape", "64", "128"]
+    try:
+        assert_user_error(run(export, cwd=str(tmp_path), check=False), "no checkpoint",
+                          "icnet_eval.yaml")
+        save_checkpoint(ckpt_dir, 7, torch.load(icnet_checkpoint, weights_only=True))
+        proc = run(export, cwd=str(tmp_path))
+    finally:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
+    assert "exported ICNet.onnx" in proc.stdout and (tmp_path / "ICNet.onnx").is_file()
 
 
 def test_demo_defaults_summary_and_label(icnet_checkpoint, synthetic_root, tmp_path):

@@ -1,6 +1,5 @@
 """Slide and TTA inference (in process): equal to whole-image inference where they must be,
 and mmseg's grid and scale rules."""
-import importlib
 
 import numpy as np
 import pytest
@@ -9,7 +8,7 @@ from torch import nn
 
 from common.inference import InferenceMode, predict_logits, slide_logits
 from common.transforms import TTAResize
-from conftest import MODELS
+from conftest import MODELS, NETWORKS
 
 
 class PerPixel(nn.Module):
@@ -89,9 +88,8 @@ def test_tta_scales_follow_mmseg_resize():
 
 @pytest.mark.parametrize("model_name", list(MODELS))
 def test_slide_with_the_image_as_crop_is_whole_for_every_network(model_name):
-    spec = importlib.import_module(model_name.lower()).SPEC
     torch.manual_seed(0)
-    net = spec.build_model().eval()
+    net = NETWORKS[model_name]().eval()
     img = image(64, 96)
     whole = predict_logits(net, img, (64, 96))
     slide = predict_logits(net, img, (64, 96), mode=InferenceMode("slide", (64, 96), (32, 32)))

@@ -10,11 +10,11 @@ import os
 import pytest
 import torch
 
-from bisenetv1 import BiSeNetV1
-from bisenetv2 import BiSeNetV2
+from BiSeNetV1.bisenetv1 import BiSeNetV1
+from BiSeNetV2.bisenetv2 import BiSeNetV2
 from conftest import FIXTURES
-from icnet import ICNet
-from pspnet import PSPNet
+from ICNet.icnet import ICNet
+from PSPNet.pspnet import PSPNet
 from fixture_weights import fill_state_dict, fixture_input
 
 NETWORKS = [

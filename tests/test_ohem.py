@@ -5,8 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from common.engine import seg_losses
-from ohem import ohem_weights
+from common.losses import cross_entropy, heads_cross_entropy
+from BiSeNetV2.ohem import ohem_weights
 
 
 def logits_for(probs_of_true):
@@ -43,9 +43,8 @@ def test_ignored_pixels_never_kept_and_label_other_class():
 def test_weighted_loss_is_mean_over_all_pixels():
     logits = logits_for([0.9, 0.5, 0.65, 0.2])
     label = torch.zeros(1, 1, 4, dtype=torch.long)
-    cfg = {"weights": {"decode": 1.0}, "sampler": {"thresh": 0.7, "min_kept": 1}}
-    total, terms = seg_losses({"decode": logits}, label, cfg, pixel_sampler=ohem_weights)
+    total = cross_entropy(logits, label, 255, ohem_weights(logits, label, 255, 0.7, 1))
     expected = (-math.log(0.5) - math.log(0.65) - math.log(0.2)) / 4
     assert total.item() == pytest.approx(expected, rel=1e-5)
-    plain, _ = seg_losses({"decode": logits}, label, {"weights": {"decode": 1.0}})
+    plain, _ = heads_cross_entropy({"decode": logits}, label, {"decode": 1.0})
     assert plain.item() == pytest.approx(F.cross_entropy(logits, label).item(), rel=1e-6)

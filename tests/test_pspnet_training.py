@@ -7,17 +7,17 @@ import torch
 from common.config import load_config
 from common.distributed import DistInfo
 from common.resnet import ResNet, resnet_v1c
-from common.train_cli import to_sync_bn
+from common.training import Runtime, to_sync_bn
 from conftest import PSPNET, run
-from pspnet import SPEC, PSPNet
+from PSPNet.pspnet import PSPNet
 
 CONFIGS = os.path.join(PSPNET, "configs")
 
 
 def test_recipes():
     mmseg = load_config(os.path.join(CONFIGS, "pspnet_r50-d8_voc12aug-512x512_20k.yaml"),
-                        model_builder=SPEC.build_model)
-    assert mmseg["data"]["dataset"] == "voc" and mmseg["data"]["num_classes"] == 21
+                        model=PSPNet)
+    assert mmseg["data"]["num_classes"] == 21
     assert mmseg["data"]["train_split"] == "train+aug" and mmseg["data"]["crop_size"] == [512, 512]
     assert mmseg["data"]["scale"] == [2048, 512] and mmseg["data"]["test_scale"] == [2048, 512]
     assert mmseg["optim"]["lr"] == 0.01 and mmseg["schedule"]["max_iters"] == 20000
@@ -47,9 +47,11 @@ def test_pretrained_both_formats_are_reported(tiny_configs, tmp_path):
 def test_sync_bn(tiny_configs, tmp_path):
     logged = []
     model = PSPNet()
-    assert to_sync_bn(model, torch.device("cpu"), DistInfo(0, 2, 0), logged.append) is model
+    def runtime(device):
+        return Runtime("PSPNet", torch.device(device), DistInfo(0, 2, 0), None, "", logged.append)
+    assert to_sync_bn(model, runtime("cpu")) is model
     assert "gloo backend (CPU) has no SyncBatchNorm" in logged[-1]
-    synced = to_sync_bn(model, torch.device("cuda"), DistInfo(0, 2, 0), logged.append)
+    synced = to_sync_bn(model, runtime("cuda"))
     assert isinstance(synced.backbone.bn1 if hasattr(synced.backbone, "bn1")
                       else synced.backbone.stem[1], torch.nn.SyncBatchNorm)
     proc = pspnet_run(tiny_configs, tmp_path / "c", "--sync_bn")

@@ -14,6 +14,7 @@ import time
 import pytest
 import torch
 
+from BiSeNetV1.bisenetv1 import BiSeNetV1
 from conftest import BISENETV1, REPO, assert_user_error, run
 from test_scripts import free_port, result_log, script
 
@@ -219,7 +220,7 @@ def test_nan_policy_stop_and_skip(reference, tiny_config, tmp_path):
     proc = run(command(tiny_config, tmp_path / "skip", "--lr", "1e8", "--nan-policy", "skip"))
     assert "iteration 3: non-finite gradients" in proc.stdout and "step skipped" in proc.stdout
     state = torch.load(tmp_path / "skip" / f"iter_{MAX_ITERS}.pth", weights_only=True)
-    params = dict(__import__("bisenetv1").BiSeNetV1(18).named_parameters())
+    params = dict(BiSeNetV1(18).named_parameters())
     assert all(torch.isfinite(state["state_dict"][k]).all() for k in params)
     assert {f: (work / f).read_bytes() for f in before} == before
 
@@ -350,7 +351,7 @@ def test_a_file_broken_during_training_is_named(tiny_config, synthetic_root, tmp
     from common.cityscapes import find_pairs
     from common.config import load_config
     from common.data import build_train_set
-    from common.engine import next_batch
+    from common.training import next_batch
     from common.errors import UserError
     root = tmp_path / "cs"
     shutil.copytree(synthetic_root, root)

@@ -129,7 +129,7 @@ def test_dataset_problems_are_one_line(trained_dir, tiny_config, synthetic_root,
         os.remove(p)
     before = snapshot(trained_dir)
     proc = train(tiny_config, trained_dir, "--data_path", str(root), check=False)
-    assert_user_error(proc, "labelTrainIds", "python -m common.convert_cityscapes")
+    assert_user_error(proc, "labelTrainIds", "python -m common.tools.convert_cityscapes")
     root2 = tmp_path / "cs2"
     shutil.copytree(synthetic_root, root2)
     bad = sorted(glob.glob(str(root2 / "leftImg8bit" / "train" / "*" / "*.png")))[0]
@@ -142,7 +142,7 @@ def test_dataset_problems_are_one_line(trained_dir, tiny_config, synthetic_root,
 
 
 def test_checkpoint_of_another_model_or_truncated(trained_dir, tiny_config, tmp_path):
-    from bisenetv1 import BiSeNetV1
+    from BiSeNetV1.bisenetv1 import BiSeNetV1
     r50 = tmp_path / "r50.pth"
     torch.save({"state_dict": BiSeNetV1(50).state_dict()}, r50)
     proc = train(tiny_config, trained_dir, "--eval-only", "--checkpoint", str(r50), check=False)

@@ -11,9 +11,9 @@ from PIL import Image
 
 from common.datasets import PadCollate, zero_padding
 from common.errors import UserError
-from common.synthetic_voc import SBD_TRAIN, SBD_VAL, VOC_TRAIN, VOC_VAL, ensure_synthetic_voc
+from PSPNet.tools.synthetic_voc import SBD_TRAIN, SBD_VAL, VOC_TRAIN, VOC_VAL, ensure_synthetic_voc
 from common.transforms import Normalize
-from common.voc import PALETTE, build_dataset, find_pairs
+from PSPNet.voc import PALETTE, build_dataset, find_pairs
 from conftest import REPO, assert_user_error, run
 
 VOC_AUG = os.path.join(REPO, "PSPNet", "tools", "voc_aug.py")

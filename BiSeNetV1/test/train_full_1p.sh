@@ -1,6 +1,21 @@
 #!/usr/bin/env bash
-# BiSeNetV1 Full training: the recipe on real data (resumes from its work dir), the short smoke schedule on synthetic data.
-# 1 device. Usage: bash test/train_full_1p.sh [--data_path=/data/cityscapes] [--help]
+# BiSeNetV1 full training on 1 device.
+# The recipe on --data_path (resumes from its work dir), the 300-iteration
+# smoke recipe on synthetic data without it; evaluates at the end.
+# Usage: bash test/train_full_1p.sh [--data_path=/data/cityscapes] [--key=value ...] [--help]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../common/modelzoo.sh"
-zoo_main full 1p "$@"
+Network="BiSeNetV1"
+batch_size=4              # images per device (R50-D32, mmseg's 160k Cityscapes recipe)
+RANK_SIZE=1
+recipe=configs/bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml
+smoke_recipe=configs/bisenetv1_r50-d32_synthetic-smoke.yaml   # without --data_path
+source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
+zoo_parse "$@"
+source ../env_npu.sh
+
+zoo_train_args full
+zoo_run python3 train.py "${train_args[@]}"
+
+# result log: test/output/$ASCEND_DEVICE_ID/BiSeNetV1_bs<batch>_<ranks>p_acc.log, then "Final ..." lines
+zoo_curves
+zoo_result_log acc

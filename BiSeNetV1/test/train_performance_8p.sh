@@ -1,6 +1,22 @@
 #!/usr/bin/env bash
-# BiSeNetV1 Performance: a short run without evaluation; ActualFPS counts images/s after warm-up.
-# RANK_SIZE processes per node (default 8; torchrun, hccl/nccl/gloo). Usage: bash test/train_performance_8p.sh [--data_path=/data/cityscapes] [--help]
+# BiSeNetV1 performance run on RANK_SIZE devices per node (torchrun; hccl / nccl / gloo).
+# A short training (200 iterations on --data_path, 30 on synthetic
+# data) without evaluation; images/s after the warm-up iterations.
+# Usage: bash test/train_performance_8p.sh [--data_path=/data/cityscapes] [--key=value ...] [--help]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../common/modelzoo.sh"
-zoo_main perf 8p "$@"
+Network="BiSeNetV1"
+batch_size=4              # images per device (R50-D32, mmseg's 160k Cityscapes recipe)
+RANK_SIZE="${RANK_SIZE:-8}"     # processes per node (set it lower on smaller machines)
+recipe=configs/bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml
+smoke_recipe=configs/bisenetv1_r50-d32_synthetic-smoke.yaml   # without --data_path
+source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
+zoo_parse "$@"
+source ../env_npu.sh
+
+zoo_train_args perf
+zoo_run python3 -m torch.distributed.run --nproc_per_node="$RANK_SIZE" --nnodes="$nnodes" \
+  --node_rank="$node_rank" --master_addr="$master_addr" --master_port="$master_port" \
+  train.py "${train_args[@]}"
+
+# result log: test/output/$ASCEND_DEVICE_ID/BiSeNetV1_bs<batch>_<ranks>p_perf.log, then "Final ..." lines
+zoo_result_log perf

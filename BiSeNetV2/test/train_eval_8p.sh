@@ -1,6 +1,22 @@
 #!/usr/bin/env bash
-# BiSeNetV2 Evaluation of a checkpoint (--checkpoint=, default the full run's latest).
-# RANK_SIZE processes per node (default 8; torchrun, hccl/nccl/gloo). Usage: bash test/train_eval_8p.sh [--data_path=/data/cityscapes] [--help]
+# BiSeNetV2 evaluation on RANK_SIZE devices per node (torchrun; hccl / nccl / gloo).
+# Evaluates --checkpoint (default: the full run's latest checkpoint in
+# its work dir) on the validation split.
+# Usage: bash test/train_eval_8p.sh [--data_path=/data/cityscapes] [--key=value ...] [--help]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../common/modelzoo.sh"
-zoo_main eval 8p "$@"
+Network="BiSeNetV2"
+batch_size=4              # images per device (mmseg's bisenetv2_fcn 160k Cityscapes recipe)
+RANK_SIZE="${RANK_SIZE:-8}"     # processes per node (set it lower on smaller machines)
+recipe=configs/bisenetv2_fcn_cityscapes-1024x1024_160k.yaml
+smoke_recipe=configs/bisenetv2_fcn_synthetic-smoke.yaml   # without --data_path
+source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
+zoo_parse "$@"
+source ../env_npu.sh
+
+zoo_train_args eval
+zoo_run python3 -m torch.distributed.run --nproc_per_node="$RANK_SIZE" --nnodes="$nnodes" \
+  --node_rank="$node_rank" --master_addr="$master_addr" --master_port="$master_port" \
+  train.py "${train_args[@]}"
+
+# result log: test/output/$ASCEND_DEVICE_ID/BiSeNetV2_bs<batch>_<ranks>p_eval.log, then "Final ..." lines
+zoo_result_log eval

@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
-# BiSeNetV2 Performance: a short run without evaluation; ActualFPS counts images/s after warm-up.
-# 1 device. Usage: bash test/train_performance_1p.sh [--data_path=/data/cityscapes] [--help]
+# BiSeNetV2 performance run on 1 device.
+# A short training (200 iterations on --data_path, 30 on synthetic
+# data) without evaluation; images/s after the warm-up iterations.
+# Usage: bash test/train_performance_1p.sh [--data_path=/data/cityscapes] [--key=value ...] [--help]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../common/modelzoo.sh"
-zoo_main perf 1p "$@"
+Network="BiSeNetV2"
+batch_size=4              # images per device (mmseg's bisenetv2_fcn 160k Cityscapes recipe)
+RANK_SIZE=1
+recipe=configs/bisenetv2_fcn_cityscapes-1024x1024_160k.yaml
+smoke_recipe=configs/bisenetv2_fcn_synthetic-smoke.yaml   # without --data_path
+source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
+zoo_parse "$@"
+source ../env_npu.sh
+
+zoo_train_args perf
+zoo_run python3 train.py "${train_args[@]}"
+
+# result log: test/output/$ASCEND_DEVICE_ID/BiSeNetV2_bs<batch>_<ranks>p_perf.log, then "Final ..." lines
+zoo_result_log perf

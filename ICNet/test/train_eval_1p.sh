@@ -1,6 +1,20 @@
 #!/usr/bin/env bash
-# ICNet Evaluation of a checkpoint (--checkpoint=, default the full run's latest).
-# 1 device. Usage: bash test/train_eval_1p.sh [--data_path=/data/cityscapes] [--help]
+# ICNet evaluation on 1 device.
+# Evaluates --checkpoint (default: the full run's latest checkpoint in
+# its work dir) on the validation split.
+# Usage: bash test/train_eval_1p.sh [--data_path=/data/cityscapes] [--key=value ...] [--help]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../common/modelzoo.sh"
-zoo_main eval 1p "$@"
+Network="ICNet"
+batch_size=2              # images per device (R50-D8, mmseg's 80k Cityscapes 832x832 recipe)
+RANK_SIZE=1
+recipe=configs/icnet_r50-d8_cityscapes-832x832_80k.yaml
+smoke_recipe=configs/icnet_r50-d8_synthetic-smoke.yaml   # without --data_path
+source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
+zoo_parse "$@"
+source ../env_npu.sh
+
+zoo_train_args eval
+zoo_run python3 train.py "${train_args[@]}"
+
+# result log: test/output/$ASCEND_DEVICE_ID/ICNet_bs<batch>_<ranks>p_eval.log, then "Final ..." lines
+zoo_result_log eval

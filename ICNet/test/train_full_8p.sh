@@ -1,6 +1,23 @@
 #!/usr/bin/env bash
-# ICNet Full training: the recipe on real data (resumes from its work dir), the short smoke schedule on synthetic data.
-# RANK_SIZE processes per node (default 8; torchrun, hccl/nccl/gloo). Usage: bash test/train_full_8p.sh [--data_path=/data/cityscapes] [--help]
+# ICNet full training on RANK_SIZE devices per node (torchrun; hccl / nccl / gloo).
+# The recipe on --data_path (resumes from its work dir), the 300-iteration
+# smoke recipe on synthetic data without it; evaluates at the end.
+# Usage: bash test/train_full_8p.sh [--data_path=/data/cityscapes] [--key=value ...] [--help]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../common/modelzoo.sh"
-zoo_main full 8p "$@"
+Network="ICNet"
+batch_size=2              # images per device (R50-D8, mmseg's 80k Cityscapes 832x832 recipe)
+RANK_SIZE="${RANK_SIZE:-8}"     # processes per node (set it lower on smaller machines)
+recipe=configs/icnet_r50-d8_cityscapes-832x832_80k.yaml
+smoke_recipe=configs/icnet_r50-d8_synthetic-smoke.yaml   # without --data_path
+source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
+zoo_parse "$@"
+source ../env_npu.sh
+
+zoo_train_args full
+zoo_run python3 -m torch.distributed.run --nproc_per_node="$RANK_SIZE" --nnodes="$nnodes" \
+  --node_rank="$node_rank" --master_addr="$master_addr" --master_port="$master_port" \
+  train.py "${train_args[@]}"
+
+# result log: test/output/$ASCEND_DEVICE_ID/ICNet_bs<batch>_<ranks>p_acc.log, then "Final ..." lines
+zoo_curves
+zoo_result_log acc

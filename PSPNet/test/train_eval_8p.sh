@@ -1,6 +1,22 @@
 #!/usr/bin/env bash
-# PSPNet Evaluation of a checkpoint (--checkpoint=, default the full run's latest).
-# RANK_SIZE processes per node (default 8; torchrun, hccl/nccl/gloo). Usage: bash test/train_eval_8p.sh [--data_path=/data/VOCdevkit] [--help]
+# PSPNet evaluation on RANK_SIZE devices per node (torchrun; hccl / nccl / gloo).
+# Evaluates --checkpoint (default: the full run's latest checkpoint in
+# its work dir) on the validation split.
+# Usage: bash test/train_eval_8p.sh [--data_path=/data/VOCdevkit] [--key=value ...] [--help]
 set -euo pipefail
-source "$(dirname "${BASH_SOURCE[0]}")/../../common/modelzoo.sh"
-zoo_main eval 8p "$@"
+Network="PSPNet"
+batch_size=4              # images per device (R50-D8, mmseg's 20k VOC-aug recipe)
+RANK_SIZE="${RANK_SIZE:-8}"     # processes per node (set it lower on smaller machines)
+recipe=configs/pspnet_r50-d8_voc12aug-512x512_20k.yaml
+smoke_recipe=configs/pspnet_r50-d8_synthetic-voc-smoke.yaml   # without --data_path
+source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
+zoo_parse "$@"
+source ../env_npu.sh
+
+zoo_train_args eval
+zoo_run python3 -m torch.distributed.run --nproc_per_node="$RANK_SIZE" --nnodes="$nnodes" \
+  --node_rank="$node_rank" --master_addr="$master_addr" --master_port="$master_port" \
+  train.py "${train_args[@]}"
+
+# result log: test/output/$ASCEND_DEVICE_ID/PSPNet_bs<batch>_<ranks>p_eval.log, then "Final ..." lines
+zoo_result_log eval

@@ -1,7 +1,7 @@
 """Training curves from a log: loss (each term), learning rate, images/s and validation mIoU
 against iteration, one PNG.
 
-    python3 -m common.plot_log work_dirs/x/train_rank0.log --out curves.png
+    python3 -m common.tools.plot_log work_dirs/x/train_rank0.log --out curves.png
 
 The full training scripts call it at the end, leaving ``curves.png`` beside their logs.
 """
@@ -9,14 +9,14 @@ import os
 import sys
 
 if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common.errors import ArgParser, UserError, run_main  # noqa: E402
+from common.errors import ArgParser, UserError, user_errors  # noqa: E402
 from common.logfmt import parse_log  # noqa: E402
 
 NOT_LOSSES = {"iter", "max_iters", "lr", "time", "data_time", "images/s", "memory"}
@@ -84,4 +84,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    with user_errors():
+        main()

@@ -1,11 +1,11 @@
 """Deterministic synthetic PASCAL VOC 2012 + SBD in the real on-disk layout.
 
-    python -m common.synthetic_voc [--out DIR]   # prints the VOCdevkit root
+    python3 -m PSPNet.tools.synthetic_voc [--out DIR]   # prints the VOCdevkit root
 
 Writes ``VOCdevkit/VOC2012/{JPEGImages/*.jpg, SegmentationClass/*.png (palette, 255 object
 borders), ImageSets/Segmentation/{train,val}.txt}`` and the SBD release under
 ``VOCdevkit/VOCaug/dataset/{cls/*.mat (GTcls.Segmentation), train.txt, val.txt}``; then the
-real converter (:func:`common.voc.convert_sbd`, the logic of PSPNet/tools/voc_aug.py) makes
+real converter (:func:`PSPNet.tools.voc_aug.convert_sbd`, the logic of PSPNet/tools/voc_aug.py) makes
 SegmentationClassAug and aug.txt. Images are 160-200 x 120-150 pixels (VOC sizes vary, so Pad
 is exercised): a textured background with one to three objects of the 20 classes, each class
 with its own colour and stripe texture. SBD's lists overlap VOC's the way the real ones do (some
@@ -18,12 +18,14 @@ import numpy as np
 from PIL import Image
 
 if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from common.errors import run_main  # noqa: E402
-from common.synthetic import (cache_dir, class_texture, ensure_generated,  # noqa: E402
-                              generator_cli, render)
-from common.voc import PALETTE, convert_sbd, save_palette_png  # noqa: E402
+from common.errors import user_errors  # noqa: E402
+from common.cache import cache_dir  # noqa: E402
+from common.tools.synthetic import (class_texture, ensure_generated, generator_cli,  # noqa: E402
+                                    render)
+from PSPNet.tools.voc_aug import convert_sbd  # noqa: E402
+from PSPNet.voc import PALETTE, save_palette_png  # noqa: E402
 
 VERSION = 1
 VOC_TRAIN = [f"2007_{i:06d}" for i in range(16)]
@@ -123,4 +125,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    with user_errors():
+        main()

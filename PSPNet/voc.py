@@ -8,12 +8,12 @@ Splits: ``train`` (train.txt, SegmentationClass), ``aug`` (aug.txt, Segmentation
 ``val``; ``train+aug`` concatenates the first two, mmseg's VOC-aug training set.
 """
 import os
-from multiprocessing import Pool
 
 import numpy as np
 from PIL import Image
 
 from common.checkpoint import atomic_write_bytes
+from common.data import build_datasets, needed_splits, synthetic
 from common.datasets import SegDataset
 from common.errors import UserError
 
@@ -100,6 +100,12 @@ def label_path_for(image_path):
     return os.path.join(voc, "SegmentationClass", os.path.splitext(name)[0] + ".png")
 
 
+def list_split(root, split):
+    """(pairs, problems) of one split, for :func:`common.data.build_datasets`."""
+    problems = []
+    return find_pairs(root, split, problems), problems
+
+
 def build_dataset(root, split, pipeline=None, test_transform=None):
     return SegDataset(find_pairs(root, split), pipeline, test_transform)
 
@@ -111,62 +117,13 @@ def save_palette_png(path, mask):
     atomic_write_bytes(path, lambda f: image.save(f, format="PNG"))
 
 
-def _convert_mat(job):
-    import scipy.io
-    mat_path, out_path = job
-    if os.path.exists(out_path):
-        return False
-    try:
-        mask = scipy.io.loadmat(mat_path)["GTcls"][0]["Segmentation"][0]
-    except Exception as exc:
-        raise UserError(f"cannot read SBD annotation {mat_path} ({exc}); is it an SBD "
-                        "cls/*.mat file?") from None
-    save_palette_png(out_path, np.asarray(mask, dtype=np.uint8))
-    return True
-
-
-def convert_sbd(devkit, aug_root, nproc=1):
-    """SBD ``dataset/cls/*.mat`` -> ``VOC2012/SegmentationClassAug/*.png`` and the split lists,
-    as mmseg 1.2.2's ``tools/dataset_converters/voc_aug.py`` does:
-    ``aug.txt`` = (SBD train + SBD val) - (VOC train + VOC val), so that mmseg's training set
-    train.txt + aug.txt holds every image once (10,582 on the real data), and
-    ``trainaug.txt`` = (SBD train + SBD val + VOC train) - VOC val (the same images as one
-    list). Idempotent: existing PNGs are kept, lists rewritten. Returns counts."""
-    voc = voc2012_dir(devkit)
-    cls_dir = os.path.join(aug_root, "dataset", "cls")
-    if not os.path.isdir(cls_dir):
-        raise UserError(f"{cls_dir} does not exist; pass the SBD root (holding dataset/cls/)")
-    out_dir = os.path.join(voc, "SegmentationClassAug")
-    os.makedirs(out_dir, exist_ok=True)
-    mats = sorted(f for f in os.listdir(cls_dir) if f.endswith(".mat"))
-    if not mats:
-        raise UserError(f"no .mat files in {cls_dir}; is this SBD's benchmark_RELEASE?")
-    jobs = [(os.path.join(cls_dir, f), os.path.join(out_dir, f[:-4] + ".png")) for f in mats]
-    with Pool(nproc) if nproc > 1 else _Serial() as pool:
-        converted = sum(pool.map(_convert_mat, jobs))
-    lists = os.path.join(voc, "ImageSets", "Segmentation")
-    sbd = (read_list(os.path.join(aug_root, "dataset", "train.txt"), "is this SBD?")
-           + read_list(os.path.join(aug_root, "dataset", "val.txt"), "is this SBD?"))
-    voc_train = read_list(os.path.join(lists, "train.txt"), "check the VOCdevkit")
-    voc_val = read_list(os.path.join(lists, "val.txt"), "check the VOCdevkit")
-    aug = sorted(set(sbd) - set(voc_train) - set(voc_val))
-    trainaug = sorted(set(sbd + voc_train) - set(voc_val))
-    for name, ids in (("aug.txt", aug), ("trainaug.txt", trainaug)):
-        atomic_write_bytes(os.path.join(lists, name),
-                           lambda f, ids=ids: f.write("".join(f"{i}\n" for i in ids).encode()))
-    return {"converted": converted, "skipped": len(jobs) - converted, "aug": len(aug),
-            "trainaug": len(trainaug)}
-
-
-class _Serial:
-    """In-process stand-in for a Pool (nproc=1)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-    @staticmethod
-    def map(fn, jobs):
-        return [fn(j) for j in jobs]
+def datasets(args, cfg, log):
+    """The run's checked train / val sets (:func:`common.data.build_datasets`; None for
+    ``--check-data``) from ``--data_path`` (the VOCdevkit) or the synthetic VOC + SBD."""
+    if args.data_path:
+        root = os.path.abspath(args.data_path)
+    else:
+        from PSPNet.tools.synthetic_voc import ensure_synthetic_voc
+        root = synthetic(ensure_synthetic_voc(), log, "VOC")
+    return build_datasets(args, cfg, log, root,
+                          {split: list_split(root, split) for split in needed_splits(args, cfg)})

@@ -9,12 +9,6 @@ import numpy as np
 from common.errors import ArgParser
 
 
-def cache_dir():
-    """``$SEGZOO_CACHE``, default ``~/.cache/segzoo``."""
-    return os.environ.get("SEGZOO_CACHE", os.path.join(os.path.expanduser("~"), ".cache",
-                                                       "segzoo"))
-
-
 def ensure_generated(root, generate, finish):
     """Run ``generate(folder)`` then ``finish(folder)`` in a temp folder and rename it to
     ``root`` unless ``root`` exists; then ``finish(root)`` again (idempotent steps only), so a
@@ -64,7 +58,7 @@ def render(label_map, texture_of, rng):
 
 
 def generator_cli(argv, description, ensure, default_root):
-    """``python -m common.synthetic_<name> [--out DIR]``: generate once, print the root."""
+    """``python3 -m <package>.synthetic_<name> [--out DIR]``: generate once, print the root."""
     parser = ArgParser(description=description)
     parser.add_argument("--out", default=None, help=f"dataset root (default {default_root})")
     print(ensure(parser.parse_args(argv).out))

@@ -1,5 +1,5 @@
 """Build mmsegmentation 1.2.2's version of one of our models, for the fidelity fixtures and the
-side-by-side benchmark. Needs mmseg installed (REFERENCE section 6), never a project dependency.
+side-by-side benchmark. Needs mmseg installed (README, "Performance"), never a project dependency.
 """
 import os
 import sys

@@ -1,6 +1,6 @@
 """Deterministic synthetic Cityscapes in the real on-disk layout.
 
-    python -m common.synthetic_cityscapes [--out DIR]   # prints the dataset root
+    python -m common.tools.synthetic_cityscapes [--out DIR]   # prints the dataset root
 
 Street-like scenes at 256x128 (a 1/8-scale Cityscapes frame): sky over buildings and
 vegetation, a road with sidewalks, and objects (cars, people, poles, signs, ...) drawn as
@@ -8,7 +8,7 @@ shapes. Each of the 19 train classes has its own colour and stripe texture, so a
 learn them; ego-vehicle and unlabeled regions map to ignore. Files:
 ``leftImg8bit/{split}/{city}/{city}_{seq:06d}_{frame:06d}_leftImg8bit.png`` and
 ``gtFine/{split}/{city}/..._gtFine_labelIds.png``; the trainIds files are then made by the real
-converter (``common.convert_cityscapes``). Generated once into a cache folder
+converter (``common.tools.convert_cityscapes``). Generated once into a cache folder
 (``$SEGZOO_CACHE``, default ``~/.cache/segzoo``), atomically, so concurrent runs are safe.
 """
 import os
@@ -18,13 +18,14 @@ import numpy as np
 from PIL import Image
 
 if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from common.cityscapes import LABEL_ID_TO_TRAIN_ID, PALETTE  # noqa: E402
-from common.convert_cityscapes import convert_cityscapes  # noqa: E402
-from common.errors import run_main  # noqa: E402
-from common.synthetic import (cache_dir, class_texture, ensure_generated,  # noqa: E402
-                              generator_cli, render)
+from common.tools.convert_cityscapes import convert_cityscapes  # noqa: E402
+from common.errors import user_errors  # noqa: E402
+from common.cache import cache_dir  # noqa: E402
+from common.tools.synthetic import (class_texture, ensure_generated, generator_cli,  # noqa: E402
+                                    render)
 
 VERSION = 1
 WIDTH, HEIGHT = 256, 128
@@ -147,4 +148,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    with user_errors():
+        main()

@@ -1,6 +1,6 @@
 """One benchmark for every model: training and inference throughput, eager vs fast paths.
 
-    python3 -m common.benchmark --model BiSeNetV1 --device cpu --batch 2 --crop 512 512
+    python3 -m common.tools.benchmark --model BiSeNetV1 --device cpu --batch 2 --crop 512 512
         [--config FILE] [--precision auto|fp32|amp] [--no-channels-last] [--compile]
         [--iters 10] [--warmup 3] [--only train,e2e,data,infer] [--json bench.json]
 
@@ -19,12 +19,12 @@ Prints one table and writes JSON:
   fp32, the fast path (BN folded into convs + channels_last, + half precision on accelerators
   and on CPUs with native bf16) and ONNX Runtime on the exported model.
 """
-import importlib
 import json
 import os
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -32,34 +32,62 @@ import torch
 from PIL import Image
 
 if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from common.amp import MixedPrecision  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.datasets import PadCollate, SegDataset, read_image  # noqa: E402
 from common.device import DEVICE_CHOICES, select_device, synchronize  # noqa: E402
 from common.device_augment import DeviceAugment, list_collate  # noqa: E402
-from common.engine import device_batch, seg_losses  # noqa: E402
-from common.errors import ArgParser, UserError, run_main  # noqa: E402
+from common.losses import heads_cross_entropy  # noqa: E402
+from common.training import device_batch  # noqa: E402
+from common.errors import ArgParser, UserError, user_errors  # noqa: E402
 from common.fuse import fast_inference_model  # noqa: E402
-from common.synthetic import cache_dir  # noqa: E402
+from common.cache import cache_dir  # noqa: E402
 from common.transforms import Normalize, build_train_pipeline  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODELS = ("BiSeNetV1", "BiSeNetV2", "PSPNet", "ICNet")
-TEST_SIZE = {"cityscapes": (1024, 2048), "voc": (512, 512)}
+from BiSeNetV1.bisenetv1 import BiSeNetV1  # noqa: E402
+from BiSeNetV2.bisenetv2 import BiSeNetV2  # noqa: E402
+from ICNet.icnet import ICNet  # noqa: E402
+from PSPNet.pspnet import PSPNet  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@dataclass(frozen=True)
+class BenchTarget:
+    """A model as the benchmark measures it: network class, reference recipe (relative to the
+    repository) and the dataset's test size (h, w)."""
+    network: type
+    recipe: str
+    test_size: tuple
+
+
+MODELS = {
+    "BiSeNetV1": BenchTarget(BiSeNetV1, "BiSeNetV1/configs/bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml",
+                             (1024, 2048)),
+    "BiSeNetV2": BenchTarget(BiSeNetV2, "BiSeNetV2/configs/bisenetv2_fcn_cityscapes-1024x1024_160k.yaml",
+                             (1024, 2048)),
+    "PSPNet": BenchTarget(PSPNet, "PSPNet/configs/pspnet_r50-d8_voc12aug-512x512_20k.yaml",
+                          (512, 512)),
+    "ICNet": BenchTarget(ICNet, "ICNet/configs/icnet_r50-d8_cityscapes-832x832_80k.yaml",
+                         (1024, 2048)),
+}
 # dense peak TFLOP/s (fp32, bf16/fp16) by device-name fragment, from the vendors' data sheets
 PEAK_TFLOPS = {"H200": (67.0, 989.0), "H100": (67.0, 989.0), "A100": (19.5, 312.0)}
 SECTIONS = ("train", "e2e", "data", "infer")
 
 
-def load_spec(model):
+def load_target(model):
+    """The :class:`BenchTarget` named ``--model``."""
     if model not in MODELS:
         raise UserError(f"--model {model!r} is not one of {', '.join(MODELS)}")
-    model_dir = os.path.join(REPO, model)
-    if model_dir not in sys.path:
-        sys.path.insert(0, model_dir)
-    return importlib.import_module(model.lower()).SPEC
+    return MODELS[model]
+
+
+def target_config(target, config=None):
+    """``config``, or the target's reference recipe, resolved."""
+    return load_config(config or os.path.join(REPO, target.recipe), model=target.network)
 
 
 def seconds_per_call(fn, iters, warmup, device):
@@ -79,7 +107,8 @@ def train_step(model, optimizer, images, labels, cfg, amp):
     def step():
         with amp.autocast():
             outputs = model(images)
-        loss, _ = seg_losses(outputs, labels, cfg["loss"], cfg["data"]["ignore_index"])
+        loss, _ = heads_cross_entropy(outputs, labels, cfg["loss"]["weights"],
+                                      cfg["data"]["ignore_index"])
         optimizer.zero_grad(set_to_none=True)
         amp.backward_and_step(loss, optimizer)
     return step
@@ -87,7 +116,7 @@ def train_step(model, optimizer, images, labels, cfg, amp):
 
 def build_training(spec, cfg, device, fast, channels_last, compile_model):
     torch.manual_seed(0)
-    model = spec.build_model(**cfg["model"]).to(device).train()
+    model = spec.network(**cfg["model"]).to(device).train()
     if fast and channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
@@ -171,9 +200,9 @@ def peak_tflops(device):
 
 
 def bench_inference(spec, cfg, device, args):
-    size = tuple(args.infer_size or TEST_SIZE[cfg["data"]["dataset"]])
+    size = tuple(args.infer_size or spec.test_size)
     torch.manual_seed(0)
-    model = spec.build_model(**cfg["model"]).to(device).eval()
+    model = spec.network(**cfg["model"]).to(device).eval()
     x = torch.randn(1, 3, *size, device=device)
     rows = []
     with torch.no_grad():
@@ -198,7 +227,7 @@ def bench_inference(spec, cfg, device, args):
 def onnx_fps(model, size, args):
     import onnxruntime as ort
 
-    from common.onnx_export import export_onnx
+    from common.export import export_onnx
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "model.onnx")
         export_onnx(model.cpu(), path, (1, 3, *size))
@@ -210,7 +239,7 @@ def onnx_fps(model, size, args):
 
 def cityscapes_size_pairs(count=8):
     """``count`` 2048x1024 image/label PNG pairs (synthetic frames upscaled), made once."""
-    from common.synthetic_cityscapes import ensure_synthetic_cityscapes
+    from common.tools.synthetic_cityscapes import ensure_synthetic_cityscapes
     from common.cityscapes import find_pairs
     folder = os.path.join(cache_dir(), "bench_2048x1024")
     pairs = []
@@ -321,9 +350,8 @@ def main(argv=None):
         raise UserError(f"--only {','.join(unknown)} is unknown; use {','.join(SECTIONS)}")
     if args.batch < 1 or args.iters < 1 or args.warmup < 0 or min(args.crop) < 32:
         raise UserError("--batch and --iters must be >= 1, --warmup >= 0, --crop >= 32x32")
-    spec = load_spec(args.model)
-    path = args.config or os.path.join(spec.model_dir, "configs", spec.default_config)
-    cfg = load_config(path, model_builder=spec.build_model)
+    spec = load_target(args.model)
+    cfg = target_config(spec, args.config)
     device = select_device(args.device)
     torch.backends.cudnn.benchmark = True
     rows, extra = [], {}
@@ -363,4 +391,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    with user_errors():
+        main()

@@ -1,10 +1,9 @@
-"""The shared ``demo.py``: image(s) -> colourised prediction, overlay, source and (when the
-image sits in a dataset tree with its annotation) colourised label, one PNG each per image.
+"""What a model's ``demo.py`` calls: image(s) -> colourised prediction, overlay, source and
+(when the image sits in a dataset tree with its annotation) colourised label, one PNG each.
 
-    python demo.py path/to/image_or_folder --checkpoint work_dirs/x/iter_160000.pth --out-dir demo_out
+    python3 demo.py path/to/image_or_folder --checkpoint work_dirs/x/iter_160000.pth --out-dir demo_out
 
-``--checkpoint`` may come from the config's ``paths.ckpt_path`` (ICNet's ``icnet_eval.yaml``,
-its default demo config); ``--summary`` prints a layer-by-layer model summary first with
+``--summary`` prints a layer-by-layer model summary first with
 torchinfo, the maintained successor of torchsummary (torchsummary itself fails on modules that
 take a tuple of feature maps, as every decode head here does).
 """
@@ -14,12 +13,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from common.config import config_path_value, load_config
-from common.data import dataset_module
 from common.datasets import read_image, read_label
-from common.device import DEVICE_CHOICES, select_device
+from common.device import DEVICE_CHOICES
 from common.errors import ArgParser, UserError
-from common.inference import load_for_inference, predict_logits
+from common.inference import predict_logits
 from common.transforms import EvalResize, to_tensors
 from common.visualize import colourise, overlay
 
@@ -38,21 +35,6 @@ def list_images(path):
     return [path]
 
 
-def resolve_checkpoint(args, spec):
-    """(checkpoint, config path): flags first, then the demo config's paths.ckpt_path."""
-    config = args.config
-    if config is None and spec.demo_config:
-        config = os.path.join(spec.model_dir, "configs", spec.demo_config)
-    checkpoint = args.checkpoint
-    if checkpoint is None and config:
-        checkpoint = config_path_value(load_config(config, model_builder=spec.build_model),
-                                       "ckpt_path", spec.model_dir)
-    if checkpoint is None:
-        raise UserError("no checkpoint: pass --checkpoint" + (
-            f" or set paths.ckpt_path in {config}" if config else ""))
-    return checkpoint, config
-
-
 def print_summary(model, image_shape, device):
     try:
         from torchinfo import summary
@@ -61,31 +43,36 @@ def print_summary(model, image_shape, device):
     print(summary(model, input_size=(1, 3, *image_shape), device=device, depth=3, verbose=0))
 
 
-def main(argv, spec):
-    p = ArgParser(description=f"{spec.name} demo: colourised prediction, overlay, source, label.")
+def demo_parser(name, checkpoint_help=None):
+    """demo.py's flags; ``--checkpoint`` is required unless ``checkpoint_help`` says where the
+    model's demo.py finds one without it."""
+    p = ArgParser(description=f"{name} demo: colourised prediction, overlay, source, label.")
     p.add_argument("input", help="an image or a folder of images")
-    p.add_argument("--checkpoint", default=None,
-                   help="model weights (default: the config's paths.ckpt_path)")
+    p.add_argument("--checkpoint", required=checkpoint_help is None, default=None,
+                   help=checkpoint_help or "model weights")
     p.add_argument("--config", default=None,
-                   help="config (default: the checkpoint's own" + (
-                       f", or configs/{spec.demo_config}" if spec.demo_config else "") + ")")
+                   help="config (default: the one the checkpoint records)")
     p.add_argument("--out-dir", dest="out_dir", default="demo_out")
     p.add_argument("--device", default="auto", choices=DEVICE_CHOICES)
     p.add_argument("--opacity", type=float, default=0.5)
     p.add_argument("--summary", action="store_true",
                    help="print a model summary (torchinfo, torchsummary's successor)")
-    args = p.parse_args(argv)
+    return p
+
+
+def check_demo_args(args):
     if not 0 <= args.opacity <= 1:
         raise UserError(f"--opacity must be within [0, 1], got {args.opacity}")
-    images = list_images(args.input)
-    checkpoint, config = resolve_checkpoint(args, spec)
-    device = select_device(args.device)
-    model, cfg = load_for_inference(spec, checkpoint, config, device)
+
+
+def run_demo(model, cfg, images, label_paths, palette, args, device):
+    """Predict each of ``images`` and write ``<stem>_{pred,overlay,source[,label]}.png`` to
+    ``args.out_dir`` (the label where ``label_paths`` names an existing file). Returns the
+    written paths."""
     resize = EvalResize(cfg["data"]["test_scale"])
-    dataset = dataset_module(cfg)
     os.makedirs(args.out_dir, exist_ok=True)
     written = []
-    for index, path in enumerate(images):
+    for index, (path, label_path) in enumerate(zip(images, label_paths)):
         original = read_image(path)
         image, _ = resize(original, None)
         if args.summary and index == 0:
@@ -94,12 +81,11 @@ def main(argv, spec):
         logits = predict_logits(model, tensor.to(device), original.shape[:2])
         pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
         stem = os.path.splitext(os.path.basename(path))[0]
-        colour = colourise(pred, dataset.PALETTE)
+        colour = colourise(pred, palette)
         outputs = {"pred": colour, "overlay": overlay(original, colour, args.opacity),
                    "source": original}
-        label_path = dataset.label_path_for(path)
         if os.path.isfile(label_path):
-            outputs["label"] = colourise(read_label(label_path), dataset.PALETTE)
+            outputs["label"] = colourise(read_label(label_path), palette)
         for suffix, array in outputs.items():
             out = os.path.join(args.out_dir, f"{stem}_{suffix}.png")
             Image.fromarray(np.ascontiguousarray(array)).save(out)

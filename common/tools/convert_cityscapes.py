@@ -1,6 +1,6 @@
 """Convert Cityscapes ``*_gtFine_labelIds.png`` into ``*_gtFine_labelTrainIds.png``.
 
-    python -m common.convert_cityscapes /data/cityscapes --nproc 8
+    python -m common.tools.convert_cityscapes /data/cityscapes --nproc 8
 
 Uses the official mapping (19 train classes, everything else 255). Idempotent: files whose
 trainIds output already exists are skipped; each output is written atomically, so an
@@ -15,11 +15,11 @@ import numpy as np
 from PIL import Image
 
 if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from common.checkpoint import atomic_write_bytes  # noqa: E402
 from common.cityscapes import train_id_lut  # noqa: E402
-from common.errors import ArgParser, UserError, run_main  # noqa: E402
+from common.errors import ArgParser, UserError, user_errors  # noqa: E402
 
 SOURCE_SUFFIX = "_gtFine_labelIds.png"
 TARGET_SUFFIX = "_gtFine_labelTrainIds.png"
@@ -66,4 +66,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    with user_errors():
+        main()

@@ -1,8 +1,8 @@
 """Side by side with mmsegmentation 1.2.2, in one process, so ratios hold on a noisy machine.
 
-    python3 -m common.bench_vs_mmseg --models BiSeNetV1 BiSeNetV2 PSPNet ICNet --crop 512 512
+    python3 -m common.tools.bench_vs_mmseg --models BiSeNetV1 BiSeNetV2 PSPNet ICNet --crop 512 512
 
-Needs mmseg installed next to this project's requirements (REFERENCE section 6; not a test
+Needs mmseg installed next to this project's requirements (README, "Performance"; not a test
 dependency). Both networks get the same weights (the state_dicts are key-for-key equal) and the
 same inputs. Rounds alternate ours / mmseg so drifts in machine load hit both; each figure is
 the median over rounds. Measured: the fp32 training step (forward + loss + backward + SGD),
@@ -20,19 +20,19 @@ import numpy as np
 import torch
 
 if __package__ in (None, ""):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from common.amp import MixedPrecision  # noqa: E402
-from common.benchmark import (MODELS, build_training, cityscapes_data_cfg,  # noqa: E402
-                              cityscapes_size_pairs, inference_amp, load_spec, random_batch,
-                              seconds_per_call, train_keys, train_step)
+from common.tools.benchmark import (MODELS, build_training, cityscapes_data_cfg,  # noqa: E402
+                                    cityscapes_size_pairs, inference_amp, load_target,
+                                    random_batch, seconds_per_call, target_config, train_keys,
+                                    train_step)
 from common.datasets import SegDataset  # noqa: E402
 from common.transforms import build_train_pipeline  # noqa: E402
 from common.fuse import fast_inference_model  # noqa: E402
-from common.config import load_config  # noqa: E402
-from common.errors import ArgParser, UserError, run_main  # noqa: E402
-from common.mmseg_reference import (MMSEG_CONFIGS, build_mmseg, mmseg_config,  # noqa: E402
-                                    stub_mmcv_ext)
+from common.errors import ArgParser, UserError, user_errors  # noqa: E402
+from common.tools.mmseg_reference import (MMSEG_CONFIGS, build_mmseg, mmseg_config,  # noqa: E402
+                                          stub_mmcv_ext)
 
 CPU = torch.device("cpu")
 
@@ -94,9 +94,8 @@ def median_rates(candidates, rounds, iters, warmup, per_call):
 
 def compare(model_name, args):
     """{section: {variant: images/s}} for the sections in ``args.sections``."""
-    spec = load_spec(model_name)
-    cfg = load_config(os.path.join(spec.model_dir, "configs", spec.default_config),
-                      model_builder=spec.build_model)
+    spec = load_target(model_name)
+    cfg = target_config(spec)
     config_rel = MMSEG_CONFIGS[model_name]
     result = {}
     if "data" in args.sections:
@@ -183,7 +182,7 @@ def main(argv=None):
     try:
         import mmseg  # noqa: F401
     except ImportError:
-        raise UserError("mmsegmentation is not installed here; see REFERENCE section 6 (pip "
+        raise UserError("mmsegmentation is not installed here; install it in a separate virtualenv (pip "
                         "install mmsegmentation==1.2.2 mmengine mmcv-lite==2.1.0 ftfy regex)") \
             from None
     np.random.seed(0)
@@ -195,4 +194,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    with user_errors():
+        main()

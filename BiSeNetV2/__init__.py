@@ -1,0 +1,1 @@
+"""BiSeNetV2: network, training script, export and demo (see README.md)."""

@@ -1,0 +1,1 @@
+"""ICNet: network, training script, export and demo (see README.md)."""

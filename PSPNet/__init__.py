@@ -1,0 +1,1 @@
+"""PSPNet: network, training script, export and demo (see README.md)."""

@@ -1,0 +1,1 @@
+"""SBD conversion and the synthetic VOC + SBD generator."""

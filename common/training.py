@@ -1,0 +1,450 @@
+"""The mechanics a model's train.py calls: start a run, prepare the model, and the loop object.
+
+A train.py reads::
+
+    with training.start(NAME, args, cfg, config_path, MODEL_DIR) as rt:   # device, AMP, ranks, log
+        ...datasets, model, optimizer (this model's)...
+        loop = training.TrainLoop(NAME, model, optimizer, train_set, evaluate, rt, args)
+        for iteration, images, labels in loop:        # resumed start .. max_iters
+            set_lr(optimizer, lr_of(iteration))
+            with rt.amp.autocast():
+                outputs = loop.model(images)
+            loop.step(*criterion(outputs, labels))     # backward, step, log, checkpoint, eval
+
+:class:`TrainLoop` owns what happens between two steps (logging windows, checkpoints,
+evaluation, graceful stop, the images/s summary); the model, loss and optimizer stay in
+train.py. Checkpoints hold model, optimizer (with its parameter groups and their ``lr_mult``),
+scaler, iteration, RNG and the resolved config; data order and augmentation are functions of
+(seed, position), so a resumed run continues bit-exactly.
+"""
+import contextlib
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from common import distributed
+from common.amp import MixedPrecision
+from common.checkpoint import (CorruptCheckpoint, latest_checkpoint, load_model_weights,
+                               remove_stale_temp_files, resumable_checkpoints, save_checkpoint)
+from common.config import config_path_value
+from common.datasets import InfiniteSampler, PadCollate, zero_padding
+from common.device import memory_mb, select_device, synchronize
+from common.device_augment import DeviceAugment, list_collate
+from common.errors import UserError, unwrap_worker_error
+from common.logfmt import format_run, format_summary, format_train
+from common.pretrained import load_pretrained_backbone
+from common.run_logger import RunLogger
+from common.stop_signals import StopRequest, Stopped, ignore_stop_signals
+from common.tensorboard_log import open_sink
+from common.transforms import Normalize
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What every run has, made once by :func:`start`."""
+    name: str                  # the model's name: checkpoints record it, logs print it
+    device: torch.device
+    dist: distributed.DistInfo
+    amp: MixedPrecision
+    work_dir: str
+    log: RunLogger             # log(message): this rank's file (+ stdout on rank 0)
+    scalars: object = None     # TensorBoard sink (--tensorboard), or None
+
+
+def seed_everything(seed, deterministic):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+    else:
+        torch.backends.cudnn.benchmark = True
+
+
+def work_dir_for(args, cfg, config_path, model_dir):
+    """``--work-dir``, else the config's ``paths.ckpt_dir``, else work_dirs/<config name>."""
+    return os.path.abspath(
+        args.work_dir or config_path_value(cfg, "ckpt_dir", model_dir)
+        or os.path.join("work_dirs", os.path.splitext(os.path.basename(config_path))[0]))
+
+
+@contextlib.contextmanager
+def start(name, args, cfg, config_path, model_dir):
+    """Select the device, join the process group (checking every rank has the same config),
+    seed, open the per-rank log and the AMP policy; yield the :class:`Runtime`. A collective
+    that fails because a peer died becomes a one-line error naming this rank."""
+    info = distributed.env_dist_info()
+    device = select_device(args.device, info.local_rank, args.device_list)
+    work_dir = work_dir_for(args, cfg, config_path, model_dir)
+    log_path = (args.log_file or os.path.join(work_dir, "train_rank{rank}.log")).replace(
+        "{rank}", str(info.rank))
+    log = RunLogger(log_path, echo=info.is_main)
+    scalars = None
+    try:
+        distributed.init_distributed(info, device.type)
+        distributed.check_same_config(cfg, info)
+        rt_cfg = cfg["runtime"]
+        seed_everything(rt_cfg["seed"] + info.rank, rt_cfg["deterministic"])
+        amp = MixedPrecision(device.type, rt_cfg["opt_level"], rt_cfg["loss_scale"],
+                             rt_cfg["apex"])
+        scalars = None if args.eval_only else open_sink(args.tensorboard, work_dir,
+                                                        info.is_main)
+        log(f"{name} | config {config_path} | device {device} | precision {amp.describe()}")
+        log(format_run(name, info.world_size, cfg["data"]["batch_size"],
+                       cfg["schedule"]["max_iters"]))
+        yield Runtime(name, device, info, amp, work_dir, log, scalars)
+    except RuntimeError as exc:
+        if info.enabled and distributed.is_peer_failure(exc):
+            raise distributed.peer_failure(exc, info.rank) from None
+        raise
+    finally:
+        if scalars is not None:
+            scalars.close()
+        distributed.shutdown()
+        log.close()
+
+
+def load_pretrained(backbone, path, rt):
+    """``--pretrained``: ImageNet ResNet weights into ``backbone``; the report goes to the log."""
+    rt.log(load_pretrained_backbone(backbone, path).summary())
+
+
+def unwrap(model):
+    """The network inside DDP and/or torch.compile wrappers."""
+    while hasattr(model, "module") or hasattr(model, "_orig_mod"):
+        model = getattr(model, "module", None) or model._orig_mod
+    return model
+
+
+def to_sync_bn(model, rt):
+    """``runtime.sync_bn``: BatchNorm -> SyncBatchNorm on nccl/hccl; elsewhere say why not."""
+    if not rt.dist.enabled:
+        rt.log("--sync_bn: a single process has nothing to synchronise; BatchNorm is kept")
+        return model
+    if rt.device.type == "cpu":
+        rt.log("--sync_bn: the gloo backend (CPU) has no SyncBatchNorm; each process keeps its "
+               "own BatchNorm statistics")
+        return model
+    rt.log("--sync_bn: BatchNorm layers converted to SyncBatchNorm")
+    return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+
+
+def restore(model, optimizer, amp, path, name):
+    """Resume: weights, optimizer, scaler, RNG; returns the iteration to continue from."""
+    ckpt = load_model_weights(model, path, name)
+    missing = [k for k in ("optimizer", "meta") if k not in ckpt]
+    if missing:
+        raise UserError(f"{path} holds weights only (no {', '.join(missing)}), so it cannot be "
+                        "resumed; pass it as --load-from instead")
+    optimizer.load_state_dict(ckpt["optimizer"])
+    amp.load_state_dict(ckpt.get("scaler", {}))
+    rng = ckpt.get("rng", {})
+    if "torch" in rng:
+        torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state(rng["cuda"])
+    return int(ckpt["meta"]["iteration"])
+
+
+def resume(model, optimizer, rt, resume_from=None):
+    """The iteration to start from: ``resume_from``, else the work dir's newest checkpoint
+    that loads, falling back past corrupted ones (each named in the log); 0 for a new run."""
+    if resume_from:
+        start_iter = restore(model, optimizer, rt.amp, resume_from, rt.name)
+        rt.log(f"Resumed from {resume_from} at iteration {start_iter}")
+        return start_iter
+    for candidate in resumable_checkpoints(rt.work_dir):
+        try:
+            start_iter = restore(model, optimizer, rt.amp, candidate, rt.name)
+        except CorruptCheckpoint as exc:
+            rt.log(f"Skipping {candidate}: {exc}; trying the previous checkpoint")
+            continue
+        rt.log(f"Resumed from {candidate} at iteration {start_iter}")
+        return start_iter
+    return 0
+
+
+def own_generator(seed):
+    """DataLoaders draw their base seed from this, not from the global RNG, so building one
+    (at start, at resume, for each evaluation) never shifts the training's dropout stream."""
+    return torch.Generator().manual_seed(seed)
+
+
+def next_batch(loader_iter):
+    try:
+        return next(loader_iter)
+    except UserError as exc:  # re-raised from a worker with its traceback folded in
+        raise unwrap_worker_error(exc) from None
+
+
+def device_batch(batch, device, normalize, augment=None, channels_last=False):
+    """A loader batch -> (normalised images, labels) on ``device``. With ``augment``
+    (:class:`DeviceAugment`) the batch holds decoded samples and their seeds, transformed
+    here; otherwise padded images, labels and each image's valid (h, w)."""
+    if augment is None:
+        images, labels, valid = batch
+    else:
+        images, labels, seeds = batch
+        images, labels, valid = augment([i.to(device, non_blocking=True) for i in images],
+                                        [l.to(device, non_blocking=True) for l in labels],
+                                        seeds)
+    images = zero_padding(normalize(images.to(device, non_blocking=True)), valid)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels.to(device, non_blocking=True)
+
+
+def build_train_loader(dataset, cfg, rt, start_iter):
+    data = cfg["data"]
+    sampler = InfiniteSampler(len(dataset), data["batch_size"], rt.dist.rank,
+                              rt.dist.world_size, cfg["runtime"]["seed"], start_iter)
+    workers = data["num_workers"]
+    collate = (list_collate if data["device_augment"]
+               else PadCollate(data["crop_size"], data["ignore_index"]))
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=data["batch_size"], sampler=sampler, num_workers=workers,
+        collate_fn=collate, pin_memory=rt.device.type == "cuda", drop_last=True,
+        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
+        generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=ignore_stop_signals)
+
+
+def checkpoint_state(model, optimizer, rt, cfg, iteration):
+    rng = {"torch": torch.get_rng_state()}
+    if rt.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(rt.device)
+    return {"meta": {"model": rt.name, "iteration": iteration, "config": cfg,
+                     "world_size": rt.dist.world_size},
+            "state_dict": unwrap(model).state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scaler": rt.amp.state_dict(),
+            "rng": rng}
+
+
+class TrainLoop:
+    """Iterations ``start .. max_iters`` of one run, for train.py's ``for`` loop.
+
+    Construction loads ``--load-from`` weights, moves the model to the device (NHWC with
+    ``runtime.channels_last``), lets apex wrap model and optimizer, resumes (``--resume-from``
+    or the work dir's newest loadable checkpoint), converts to SyncBatchNorm, wraps in DDP and
+    ``torch.compile`` as the config says. ``loop.model`` is the model to call.
+
+    Iterating yields ``(iteration, images, labels)`` on the device; :meth:`step` takes the
+    loss (and its per-head terms for the log) and does the backward and optimizer step, the
+    non-finite check, the log line every ``log_interval``, the checkpoint every
+    ``checkpoint_interval``, the evaluation (``evaluate(model, iteration)``) every
+    ``eval_interval`` and the graceful stop on SIGTERM/SIGINT.
+    """
+
+    def __init__(self, model, optimizer, train_set, evaluate, rt, cfg, args):
+        self.cfg, self.rt, self.optimizer, self.evaluate = cfg, rt, optimizer, evaluate
+        self.train_set = train_set
+        runtime = cfg["runtime"]
+        if args.load_from:
+            load_model_weights(model, args.load_from, rt.name)
+            rt.log(f"Loaded weights from {args.load_from}")
+        model.to(rt.device)
+        if runtime["channels_last"]:
+            model.to(memory_format=torch.channels_last)
+        model, self.optimizer = rt.amp.prepare(model, optimizer)
+        if rt.dist.is_main:
+            remove_stale_temp_files(rt.work_dir)
+        self.start = resume(model, self.optimizer, rt, args.resume_from)
+        if runtime["sync_bn"]:
+            model = to_sync_bn(model, rt)
+        if rt.dist.enabled:
+            model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[rt.device.index] if rt.device.type != "cpu" else None)
+        if runtime["compile"]:
+            model = torch.compile(model)
+        self.model = model
+        self.validate = evaluate is not None
+        self.profile = args.prof
+        self.max_iters = cfg["schedule"]["max_iters"]
+        self.global_batch = cfg["data"]["batch_size"] * rt.dist.world_size
+        self.metrics = None
+        self._stop = StopRequest()
+        rt.log(f"Training {len(train_set)} images, {cfg['data']['batch_size']} per device x "
+               f"{rt.dist.world_size}, iterations {self.start}..{self.max_iters}, "
+               f"work dir {rt.work_dir}")
+
+    def __iter__(self):
+        cfg, rt = self.cfg, self.rt
+        if self.start >= self.max_iters:
+            rt.log(f"Run already complete at iteration {self.start} (max_iters "
+                   f"{self.max_iters}): nothing to train")
+            if self.validate:
+                self.metrics = self.evaluate(self.model, self.start)
+            return
+        normalize = Normalize()
+        augment = DeviceAugment(cfg["data"]) if cfg["data"]["device_augment"] else None
+        loader_iter = iter(build_train_loader(self.train_set, cfg, rt, self.start))
+        self.model.train()
+        self._window = new_window()
+        self._perf_start = self.start + cfg["runtime"]["perf_warmup_iters"]
+        self._perf_t0, self._paused = None, 0.0  # checkpoints and evaluations are not training
+        profiler = start_profiler(rt) if self.profile else None
+        progress = (tqdm(total=self.max_iters, initial=self.start, desc="train",
+                         file=sys.stderr) if sys.stderr.isatty() and rt.dist.is_main else None)
+        self._stop.install()
+        try:
+            self._t_end = time.perf_counter()
+            for iteration in range(self.start, self.max_iters):
+                if iteration == self._perf_start:
+                    synchronize(rt.device)
+                    self._perf_t0 = time.perf_counter()
+                batch = next_batch(loader_iter)
+                self._t_data = time.perf_counter()
+                self._iteration = iteration
+                self._stepped = False
+                yield (iteration, *device_batch(batch, rt.device, normalize, augment,
+                                                cfg["runtime"]["channels_last"]))
+                if not self._stepped:
+                    raise RuntimeError("train.py must call loop.step(loss, terms) once per "
+                                       "iteration")
+                if profiler is not None:
+                    profiler.step()
+                if progress is not None:
+                    progress.update(1)
+            synchronize(rt.device)
+        finally:
+            self._stop.uninstall()
+            if progress is not None:
+                progress.close()
+        if profiler is not None:
+            stop_profiler(profiler, rt)
+        self._log_summary()
+
+    def step(self, loss, terms=None):
+        """Backward + optimizer step for the current iteration, then the periodic work."""
+        rt, cfg = self.rt, self.cfg
+        runtime = cfg["runtime"]
+        self._stepped = True
+        done = self._iteration + 1
+        self.optimizer.zero_grad(set_to_none=True)
+        window = self._window
+        if not rt.amp.backward_and_step(loss, self.optimizer):
+            self._non_finite(done, loss)
+            window["skipped"] += 1
+        else:
+            for key, value in {"loss": loss.detach(), **(terms or {})}.items():
+                window["loss_sum"][key] = window["loss_sum"].get(key, 0.0) + value
+        at_log = done % runtime["log_interval"] == 0 or done == self.max_iters
+        if at_log:
+            synchronize(rt.device)
+        now = time.perf_counter()
+        window["n"] += 1
+        window["time"] += now - self._t_end
+        window["data"] += self._t_data - self._t_end
+        if at_log:
+            self._log_window(done)
+        pause_start = time.perf_counter()
+        saved = done % runtime["checkpoint_interval"] == 0 or done == self.max_iters
+        if saved:
+            self.save(done)
+        if self.validate and (done % runtime["eval_interval"] == 0 or done == self.max_iters):
+            self.metrics = self.evaluate(self.model, done)
+            self.model.train()
+        if done < self.max_iters and self._stop_agreed():
+            if not saved:
+                self.save(done)
+            rt.log(f"Stopped by {self._stop.describe()} after iteration {done}: the checkpoint "
+                   "is saved; run the same command again to resume from it")
+            raise Stopped(self._stop.signum)
+        self._t_end = time.perf_counter()
+        if self._perf_t0 is not None:
+            self._paused += self._t_end - pause_start
+
+    def save(self, done):
+        """Rank 0 writes the checkpoint (replicas are identical); the others wait for it."""
+        rt = self.rt
+        if rt.dist.is_main:
+            path = save_checkpoint(rt.work_dir, done,
+                                   checkpoint_state(self.model, self.optimizer, rt, self.cfg,
+                                                    done),
+                                   self.cfg["runtime"]["max_keep_ckpts"] or None)
+            rt.log(f"Saved checkpoint {path}")
+        distributed.barrier()
+
+    def _log_window(self, done):
+        rt, window = self.rt, self._window
+        n = window["n"]
+        stepped = max(n - window["skipped"], 1)
+        losses = ({k: float(v) / stepped for k, v in window["loss_sum"].items()}
+                  or {"loss": float("nan")})  # every step of the window was skipped
+        losses = distributed.reduce_mean_scalars(losses, rt.device)
+        iter_time = window["time"] / n
+        lr = self.optimizer.param_groups[0]["lr"]
+        rt.log(format_train(done, self.max_iters, lr, losses, iter_time, window["data"] / n,
+                            self.global_batch / iter_time, memory_mb(rt.device)))
+        if rt.scalars is not None:
+            rt.scalars.add({**{f"train/{k}": v for k, v in losses.items()}, "train/lr": lr,
+                            "train/images_per_s": self.global_batch / iter_time}, done)
+        self._window = new_window()
+
+    def _log_summary(self):
+        if self._perf_t0 is None or self.max_iters <= self._perf_start:
+            return
+        measured = self.max_iters - self._perf_start
+        elapsed = time.perf_counter() - self._perf_t0 - self._paused
+        self.rt.log(format_summary(measured, measured * self.global_batch / elapsed,
+                                   1000 * elapsed / measured, elapsed))
+
+    def _stop_agreed(self):
+        """Whether to stop now; with several processes, when any rank got a stop signal (one
+        small all-reduce per iteration), so all stop after the same iteration."""
+        if not self.rt.dist.enabled:
+            return self._stop.requested
+        flag = torch.tensor([self._stop.signum or 0], device=self.rt.device)
+        distributed.all_reduce_max(flag)
+        if flag.item() and not self._stop.requested:
+            self._stop.signum = int(flag.item())
+        return bool(flag.item())
+
+    def _non_finite(self, done, loss):
+        """The step was not taken: non-finite gradients. A dynamic loss scaler skips such steps
+        by design; otherwise ``runtime.nan_policy`` says skip (and go on) or stop (keeping the
+        checkpoints: nothing of this state is saved)."""
+        rt = self.rt
+        where = f"iteration {done}: non-finite gradients (loss {float(loss.detach())})"
+        if rt.amp.dynamic_scaling:
+            rt.log(f"{where}; the dynamic loss scaler skipped the step and lowered its scale")
+        elif self.cfg["runtime"]["nan_policy"] == "skip":
+            rt.log(f"{where}; step skipped (--nan-policy skip)")
+        else:
+            last = latest_checkpoint(rt.work_dir)
+            raise UserError(f"{where}; stopped (--nan-policy stop) keeping the last good "
+                            f"checkpoint {last or '(none yet)'}; lower --lr, check the data, "
+                            "or pass --nan-policy skip")
+
+
+def new_window():
+    """Sums over the iterations between two log lines."""
+    return {"loss_sum": {}, "n": 0, "skipped": 0, "time": 0.0, "data": 0.0}
+
+
+def start_profiler(rt):
+    """``--prof``: record 5 iterations after 2 of warm-up into a Chrome trace."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if rt.device.type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    prof = torch.profiler.profile(activities=activities,
+                                  schedule=torch.profiler.schedule(wait=0, warmup=2, active=5,
+                                                                   repeat=1))
+    prof.start()
+    return prof
+
+
+def stop_profiler(prof, rt):
+    prof.stop()
+    if rt.dist.is_main:
+        path = os.path.join(rt.work_dir, "profile_trace.json")
+        prof.export_chrome_trace(path)
+        rt.log(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
+        rt.log(f"Profiler trace written to {path}")
