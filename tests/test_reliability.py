@@ -277,6 +277,16 @@ def test_mismatched_configs_are_refused_at_start(tiny_config, synthetic_root, tm
     assert not (tmp_path / "iter_1.pth").exists()
 
 
+def test_a_run_changing_flag_on_one_rank_is_refused(tiny_config, synthetic_root, tmp_path):
+    """Flags that change a run (here --channels-last) are part of the compared config."""
+    procs = two_ranks(tiny_config, tmp_path, free_port(),
+                      ({}, {"args": ["--channels-last"]}), max_iters="2")
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2
+        assert "(runtime.channels_last: True vs False)" in err
+
+
 def test_busy_master_port(tiny_config, synthetic_root, tmp_path):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
