@@ -10,9 +10,11 @@ split that passed is remembered (by its files' paths, sizes and modification tim
 import hashlib
 import json
 import os
+import sys
 from multiprocessing import Pool
 
 import numpy as np
+from tqdm import tqdm
 
 from common.datasets import read_image, read_label
 from common.errors import UserError
@@ -67,11 +69,20 @@ def scan_split(cfg, root, split, pairs, problems, workers=1, use_cache=True):
     if use_cache and not problems and os.path.isfile(marker):
         return []
     jobs = [(i, l, data["num_classes"], data["ignore_index"]) for i, l in pairs]
+    progress = tqdm(total=len(jobs), desc=f"data check ({split})", file=sys.stderr,
+                    mininterval=2.0, disable=len(jobs) < PARALLEL_FROM)
     if len(jobs) >= PARALLEL_FROM and workers > 1:
         with Pool(workers) as pool:
-            results = pool.map(check_pair, jobs, chunksize=8)
+            results = []
+            for found in pool.imap(check_pair, jobs, chunksize=8):
+                results.append(found)
+                progress.update(1)
     else:
-        results = [check_pair(job) for job in jobs]
+        results = []
+        for job in jobs:
+            results.append(check_pair(job))
+            progress.update(1)
+    progress.close()
     problems += [line for found in results for line in found]
     if not problems:
         os.makedirs(os.path.dirname(marker), exist_ok=True)

@@ -97,7 +97,10 @@ def export_checked(model, args):
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=os.path.dirname(output))
     os.close(fd)
     try:
+        print(f"exporting {args.output} ({'x'.join(map(str, shape))}, opset {args.opset}; "
+              "a few seconds to a minute)...", flush=True)
         export_onnx(exported, tmp, shape, args.opset, args.dynamic, args.input_name)
+        print("checking it with onnxruntime against PyTorch...", flush=True)
         diff, scale, agree = onnx_parity(model, tmp, shape)  # against the model as trained
         relative = diff / max(scale, 1.0)
         print(f"exported {args.output} (opset {args.opset}, input {args.input_name} "

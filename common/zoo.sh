@@ -1,5 +1,6 @@
 # Shell helpers for the ModelZoo launch scripts (<model>/test/train_*.sh). A script sets
-# Network, batch_size, RANK_SIZE, recipe and smoke_recipe, sources this file, then calls:
+# Network, batch_size, RANK_SIZE, recipe, smoke_recipe, dataset and synthetic (the generator,
+# relative to the repository), sources this file, then calls:
 #   zoo_parse "$@"        --key=value arguments -> variables (see zoo_usage), checked
 #   zoo_train_args MODE   the train.py arguments of a full | perf | eval run -> train_args
 #   zoo_run CMD...        the launch line: output to $log, SIGTERM/SIGINT forwarded
@@ -130,9 +131,20 @@ PY
   echo "note: MASTER_PORT $busy is busy; this single-node run uses $master_port" >&2
 }
 
+# Without --data_path: make sure the synthetic dataset exists (generated once by the script
+# named in $synthetic) and say so first, with where it is and how to use real data.
+zoo_synthetic_notice() {
+  [ -z "$data_path" ] || return 0
+  local root
+  root="$(python3 "$ZOO_REPO/$synthetic")" || zoo_die "could not generate the synthetic $dataset dataset"
+  echo "No --data_path: this run uses the synthetic $dataset dataset at $root (generated once);" \
+       "pass --data_path=/path/to/$(echo "$dataset" | tr 'A-Z' 'a-z') to use real data"
+}
+
 # train.py's arguments for a full (train + evaluate), perf (train only, short) or eval run.
 zoo_train_args() {
   local mode="$1"
+  zoo_synthetic_notice
   train_args=(--device="$device")
   if [ -n "$config" ]; then
     train_args+=(--config="$config")
@@ -186,13 +198,19 @@ zoo_run() {
   mkdir -p "$run_dir" || zoo_die "cannot create $run_dir"
   zoo_start=$(date +%s)
   "$@" > "$log" 2>&1 &
-  local pid=$! status=0
+  local pid=$! status=0 follower=""
   trap 'kill -TERM "$pid" 2>/dev/null' TERM
   trap 'kill -INT "$pid" 2>/dev/null' INT
+  if [ -t 1 ]; then  # a terminal: show progress from the log (CI and pipes stay quiet)
+    echo "[$Network] running; full log: $log"
+    python3 "$ZOO_REPO/common/tools/progress.py" "$log" --pid "$pid" --label "$Network" &
+    follower=$!
+  fi
   while :; do
     wait "$pid" && status=0 || status=$?
     kill -0 "$pid" 2>/dev/null || break   # wait was interrupted by a trapped signal
   done
+  if [ -n "$follower" ]; then wait "$follower" || true; fi
   trap - TERM INT
   zoo_end=$(date +%s)
   if [ "$status" -ne 0 ]; then

@@ -2,6 +2,7 @@
 rendering a label map into an image whose classes each have their own colour and texture."""
 import os
 import shutil
+import sys
 import tempfile
 
 import numpy as np
@@ -15,6 +16,8 @@ def ensure_generated(root, generate, finish):
     half-written set is never visible and concurrent callers are safe."""
     root = os.path.abspath(root)
     if not os.path.isdir(root):
+        print(f"Generating the synthetic dataset into {root} (once; about 10 s)...",
+              file=sys.stderr, flush=True)
         parent = os.path.dirname(root)
         os.makedirs(parent, exist_ok=True)
         tmp = tempfile.mkdtemp(prefix=".tmp-synthetic-", dir=parent)
