@@ -23,6 +23,7 @@ from common.errors import user_errors  # noqa: E402
 from common.evaluation import Evaluator, evaluate_checkpoint  # noqa: E402
 from common.losses import heads_cross_entropy  # noqa: E402
 from common.lr_schedule import schedule_from_config, set_lr  # noqa: E402
+from common.submission import add_submission_flags, write_submission  # noqa: E402
 
 NAME = "BiSeNetV1"
 MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -31,7 +32,9 @@ SMOKE_RECIPE = "bisenetv1_r50-d32_synthetic-smoke.yaml"   # without --data_path
 
 
 def main(argv=None):
-    args = cli.train_parser(NAME).parse_args(argv)
+    parser = cli.train_parser(NAME)
+    add_submission_flags(parser)  # --format-only: a Cityscapes benchmark submission
+    args = parser.parse_args(argv)
     cfg, config_path = cli.resolve_config(args, MODEL_DIR, RECIPE, SMOKE_RECIPE, BiSeNetV1)
     with training.start(NAME, args, cfg, config_path, MODEL_DIR) as rt:
         ## dataset: Cityscapes labelTrainIds (synthetic without --data_path), checked at start
@@ -44,6 +47,8 @@ def main(argv=None):
 
         ## model: ResNet context path + spatial path, FCN decode head, two auxiliary heads
         model = BiSeNetV1(**cfg["model"])
+        if args.format_only:
+            return write_submission(model, args, cfg, rt, sets.root, MODEL_DIR)
         if args.eval_only:
             return evaluate_checkpoint(model, evaluate, args.checkpoint, MODEL_DIR)
         if args.pretrained:

@@ -25,6 +25,7 @@ from common.evaluation import Evaluator, evaluate_checkpoint  # noqa: E402
 from common.layers import resize  # noqa: E402
 from common.losses import cross_entropy, weighted_total  # noqa: E402
 from common.lr_schedule import schedule_from_config, set_lr  # noqa: E402
+from common.submission import add_submission_flags, write_submission  # noqa: E402
 
 NAME = "BiSeNetV2"
 MODEL_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -45,7 +46,9 @@ def parameter_groups(model, decode_lr_mult):
 
 
 def main(argv=None):
-    args = cli.train_parser(NAME).parse_args(argv)
+    parser = cli.train_parser(NAME)
+    add_submission_flags(parser)  # --format-only: a Cityscapes benchmark submission
+    args = parser.parse_args(argv)
     cfg, config_path = cli.resolve_config(args, MODEL_DIR, RECIPE, SMOKE_RECIPE, BiSeNetV2,
                                           OWN_KEYS)
     ignore = cfg["data"]["ignore_index"]
@@ -65,6 +68,8 @@ def main(argv=None):
 
         ## model: detail + semantic branches, BGA fusion, FCN decode head, four auxiliary heads
         model = BiSeNetV2(**cfg["model"])
+        if args.format_only:
+            return write_submission(model, args, cfg, rt, sets.root, MODEL_DIR)
         if args.eval_only:
             return evaluate_checkpoint(model, evaluate, args.checkpoint, MODEL_DIR)
 

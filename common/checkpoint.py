@@ -6,7 +6,9 @@ iteration, resolved config) and ``rng`` (torch generator states). Files are writ
 complete checkpoint, so a run killed mid-write never leaves a half file behind a pointer. Each
 checkpoint has a ``.sha256`` sidecar (torch.load does not check zip CRCs, so a flipped byte
 would otherwise load silently); a file that does not match it is refused as corrupted.
-Everything is loaded with ``torch.load(weights_only=True)``: tensors and plain containers only.
+Everything is loaded with ``torch.load(weights_only=True)``: tensors and plain containers only;
+mmengine Runner checkpoints (mmseg 1.x) are read the same way with their OpenMMLab objects
+replaced by inert stand-ins (:func:`load_file`), so no code from a file ever runs.
 """
 import hashlib
 import io
@@ -148,18 +150,59 @@ def _read_verified(path, what):
     return data
 
 
+# Checkpoints written by mmengine's Runner (mmseg 1.x training) pickle objects of these
+# packages in ``message_hub`` (e.g. HistoryBuffer with numpy arrays) next to the tensors.
+OPENMMLAB_PACKAGES = ("mmengine", "mmcv", "mmseg", "numpy")
+OPENMMLAB_ONLY = ("message_hub", "param_schedulers")  # dropped: objects we never use
+
+
+def _inert_class(dotted):
+    """A stand-in for the class or function ``dotted`` of a checkpoint's pickle: building or
+    "calling" it records its arguments and state and runs nothing else, so no code of the
+    file's choosing executes."""
+    module, _, name = dotted.rpartition(".")
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state):
+        self.state = state
+
+    return type(name, (), {"__init__": __init__, "__setstate__": __setstate__,
+                           "__module__": module, "__qualname__": name})
+
+
+def _load_openmmlab(data, path, what):
+    """An mmengine Runner checkpoint: its tensors (``state_dict``, ``optimizer``, ``meta``)
+    with every OpenMMLab / numpy object replaced by an inert stand-in, then dropped. A file
+    naming any other global (``os.system``, ``builtins.eval``, ...) is refused."""
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(io.BytesIO(data))
+    foreign = [g for g in unsafe if g.split(".")[0] not in OPENMMLAB_PACKAGES]
+    if foreign:
+        raise UserError(f"{what} {path} holds Python objects beyond tensors (e.g. {foreign[0]}), "
+                        "which are not loaded for safety; re-save just its state_dict with "
+                        "torch.save")
+    with torch.serialization.safe_globals([_inert_class(g) for g in unsafe]):
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    if not isinstance(obj, dict):
+        raise UserError(f"{what} {path} is not a checkpoint dictionary")
+    kept = {k: v for k, v in obj.items() if k not in OPENMMLAB_ONLY}
+    kept["openmmlab_dropped"] = sorted(set(obj) & set(OPENMMLAB_ONLY))
+    return kept
+
+
 def load_file(path, what="checkpoint"):
-    """``torch.load(weights_only=True)`` with one-line errors for missing/corrupt/unsafe files."""
+    """``torch.load(weights_only=True)`` with one-line errors for missing/corrupt/unsafe files;
+    an mmengine Runner checkpoint (mmseg 1.x) is read by :func:`_load_openmmlab`."""
     if not os.path.isfile(path):
         raise UserError(f"{what} {path} does not exist; check the path")
+    data = _read_verified(path, what)
     try:
-        return torch.load(io.BytesIO(_read_verified(path, what)), map_location="cpu",
-                          weights_only=True)
+        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
             ValueError) as exc:
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
-            raise UserError(f"{what} {path} holds Python objects beyond tensors, which are not "
-                            "loaded for safety; re-save just its state_dict with torch.save") from None
+            return _load_openmmlab(data, path, what)
         raise CorruptCheckpoint(f"{what} {path} is truncated or corrupted ({first_line(exc)}); "
                                 "use another file") from None
 

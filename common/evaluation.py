@@ -128,14 +128,20 @@ class Evaluator:
             writer.writerow(["mean", f"{metrics['mIoU']:.2f}", f"{metrics['mAcc']:.2f}"])
 
 
-def evaluate_checkpoint(model, evaluate, checkpoint, model_dir):
-    """``--eval-only``: load ``checkpoint`` (default: the config's ``paths.ckpt_path``, else
-    the work dir's latest) into ``model`` and evaluate it; results go next to the checkpoint."""
-    rt = evaluate.rt
-    path = (checkpoint or config_path_value(evaluate.cfg, "ckpt_path", model_dir)
+def checkpoint_to_evaluate(checkpoint, cfg, rt, model_dir):
+    """``--checkpoint``, else the config's ``paths.ckpt_path``, else the work dir's latest."""
+    path = (checkpoint or config_path_value(cfg, "ckpt_path", model_dir)
             or latest_checkpoint(rt.work_dir))
     if path is None:
         raise UserError(f"--eval-only needs --checkpoint (no checkpoint in {rt.work_dir})")
+    return path
+
+
+def evaluate_checkpoint(model, evaluate, checkpoint, model_dir):
+    """``--eval-only``: load the checkpoint (:func:`checkpoint_to_evaluate`) into ``model`` and
+    evaluate it; results go next to the checkpoint."""
+    rt = evaluate.rt
+    path = checkpoint_to_evaluate(checkpoint, evaluate.cfg, rt, model_dir)
     meta = load_model_weights(model, path, rt.name).get("meta") or {}
     rt.log(f"Evaluating {path} ({evaluate.mode.name} inference)")
     model.to(rt.device)

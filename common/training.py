@@ -136,13 +136,23 @@ def to_sync_bn(model, rt):
     return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
-def restore(model, optimizer, amp, path, name):
-    """Resume: weights, optimizer, scaler, RNG; returns the iteration to continue from."""
+def restore(model, optimizer, amp, path, name, log):
+    """Resume: weights, optimizer, scaler, RNG; returns the iteration to continue from. An
+    mmengine Runner checkpoint (mmseg 1.x) gives its weights, ``meta.iter`` and, when it fits
+    this optimizer's parameter groups, its optimizer state."""
     ckpt = load_model_weights(model, path, name)
     missing = [k for k in ("optimizer", "meta") if k not in ckpt]
     if missing:
         raise UserError(f"{path} holds weights only (no {', '.join(missing)}), so it cannot be "
                         "resumed; pass it as --load-from instead")
+    meta = ckpt["meta"]
+    if "iteration" not in meta and "openmmlab_dropped" in ckpt:
+        try:
+            optimizer.load_state_dict(ckpt["optimizer"])
+        except (ValueError, KeyError) as exc:
+            log(f"{path}: its optimizer state does not fit this optimizer ({exc}); the "
+                "optimizer starts fresh")
+        return int(meta.get("iter", 0))
     optimizer.load_state_dict(ckpt["optimizer"])
     amp.load_state_dict(ckpt.get("scaler", {}))
     rng = ckpt.get("rng", {})
@@ -150,19 +160,19 @@ def restore(model, optimizer, amp, path, name):
         torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state(rng["cuda"])
-    return int(ckpt["meta"]["iteration"])
+    return int(meta["iteration"])
 
 
 def resume(model, optimizer, rt, resume_from=None):
     """The iteration to start from: ``resume_from``, else the work dir's newest checkpoint
     that loads, falling back past corrupted ones (each named in the log); 0 for a new run."""
     if resume_from:
-        start_iter = restore(model, optimizer, rt.amp, resume_from, rt.name)
+        start_iter = restore(model, optimizer, rt.amp, resume_from, rt.name, rt.log)
         rt.log(f"Resumed from {resume_from} at iteration {start_iter}")
         return start_iter
     for candidate in resumable_checkpoints(rt.work_dir):
         try:
-            start_iter = restore(model, optimizer, rt.amp, candidate, rt.name)
+            start_iter = restore(model, optimizer, rt.amp, candidate, rt.name, rt.log)
         except CorruptCheckpoint as exc:
             rt.log(f"Skipping {candidate}: {exc}; trying the previous checkpoint")
             continue

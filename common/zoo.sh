@@ -33,6 +33,8 @@ usage: bash test/$(basename "$0") [--key=value ...]     ($Network, $RANK_SIZE pr
   --show_dir=DIR         input | ground truth | prediction | error map per evaluated image
   --tensorboard          also log scalars to TensorBoard (needs the tensorboard package)
   --sync_bn              SyncBatchNorm across processes (nccl/hccl)
+  --format_only [--split=test]   eval scripts, Cityscapes models: write the benchmark
+                         submission (labelIds PNGs) to test/output/<id>/cityscapes_results
   --nnodes=N --node_rank=R --master_addr=HOST --master_port=PORT   (8p scripts, multi-node)
 Environment: ASCEND_DEVICE_ID (default 0), RANK_SIZE (processes per node of the 8p scripts).
 Outputs go to test/output/\${ASCEND_DEVICE_ID}/ once the run succeeded (the previous run's folder
@@ -59,13 +61,14 @@ zoo_parse() {
   data_path="" config="" max_iters="" precision_mode="" loss_scale="" user_batch_size=""
   device="auto" device_list="" workers="" work_dir="" checkpoint="" pretrained=""
   eval_mode="" slide_crop="" slide_stride="" show_dir="" tta="" tensorboard="" sync_bn=""
+  format_only="" split=""
   nnodes="1" node_rank="0" master_addr="${MASTER_ADDR:-127.0.0.1}"
   master_port="${MASTER_PORT:-29500}"
   local arg key value
   for arg in "$@"; do
     case "$arg" in
       -h|--help) zoo_usage; exit 0 ;;
-      --tta|--tensorboard|--sync_bn|--sync-bn)
+      --tta|--tensorboard|--sync_bn|--sync-bn|--format_only|--format-only)
         key="${arg#--}"; printf -v "${key//-/_}" '%s' 1; continue ;;
       --*=*) key="${arg%%=*}"; key="${key#--}"; key="${key//-/_}"; value="${arg#*=}" ;;
       *) zoo_die "argument '$arg' is not --key=value; see --help" ;;
@@ -73,7 +76,7 @@ zoo_parse() {
     case "$key" in
       data_path|config|max_iters|precision_mode|loss_scale|device|device_list|\
       workers|work_dir|checkpoint|pretrained|nnodes|node_rank|master_addr|master_port|\
-      eval_mode|slide_crop|slide_stride|show_dir)
+      eval_mode|slide_crop|slide_stride|show_dir|split)
         printf -v "$key" '%s' "$value" ;;
       batch_size) user_batch_size="$value" ;;
       device_id) export ASCEND_DEVICE_ID="$value" ;;
@@ -182,6 +185,8 @@ zoo_train_args() {
                    --work-dir="${work_dir:-$run_dir/work_dir}") ;;
     eval)
       train_args+=(--eval-only)
+      [ -n "$format_only" ] && train_args+=(--format-only --format-dir="$run_dir/cityscapes_results")
+      [ -n "$split" ] && train_args+=(--split="$split")
       [ -n "$work_dir" ] && train_args+=(--work-dir="$work_dir")
       [ -n "$checkpoint" ] && train_args+=(--checkpoint="$checkpoint") ;;
   esac
@@ -235,8 +240,13 @@ zoo_curves() {
     --title "$Network, full run, ${RANK_SIZE}p" || echo "note: no curves.png for this run" >&2
 }
 
-# ${CaseName}.log, the loss curve and the three "Final ..." lines (the script's last output).
+# ${CaseName}.log, the loss curve and the three "Final ..." lines (the script's last output);
+# for --format_only, where the submission is.
 zoo_result_log() {
+  if [ -n "$format_only" ]; then
+    echo "Cityscapes submission (labelIds PNGs): $out/cityscapes_results; zip it and upload it"
+    return 0
+  fi
   python3 "$ZOO_REPO/common/result_log.py" --log "$log" --network "$Network" --case "$1" \
     --out-dir "$out" --e2e-seconds "$((zoo_end - zoo_start))"
 }

@@ -5,7 +5,8 @@
 Street-like scenes at 256x128 (a 1/8-scale Cityscapes frame): sky over buildings and
 vegetation, a road with sidewalks, and objects (cars, people, poles, signs, ...) drawn as
 shapes. Each of the 19 train classes has its own colour and stripe texture, so a network can
-learn them; ego-vehicle and unlabeled regions map to ignore. Files:
+learn them; ego-vehicle and unlabeled regions map to ignore. Splits train (30 frames), val (10)
+and test (5, whose labels are all "unlabeled" as in the real release). Files:
 ``leftImg8bit/{split}/{city}/{city}_{seq:06d}_{frame:06d}_leftImg8bit.png`` and
 ``gtFine/{split}/{city}/..._gtFine_labelIds.png``; the trainIds files are then made by the real
 converter (``common.tools.convert_cityscapes``). Generated once into a cache folder
@@ -27,11 +28,13 @@ from common.cache import cache_dir  # noqa: E402
 from common.tools.synthetic import (class_texture, ensure_generated, generator_cli,  # noqa: E402
                                     render)
 
-VERSION = 1
+VERSION = 2
 WIDTH, HEIGHT = 256, 128
 SPLITS = {"train": {"aachen": 10, "bochum": 10, "bremen": 10},
-          "val": {"frankfurt": 5, "lindau": 5}}
-SEEDS = {"train": 0, "val": 1000}
+          "val": {"frankfurt": 5, "lindau": 5},
+          "test": {"berlin": 3, "bielefeld": 2}}
+SEEDS = {"train": 0, "val": 1000, "test": 2000}
+UNLABELED_SPLITS = ("test",)  # as in the real release: the test labels are all 0 (unlabeled)
 
 # label ids of the Cityscapes classes drawn below
 SKY, BUILDING, VEGETATION, ROAD, SIDEWALK, TERRAIN = 23, 11, 21, 7, 8, 22
@@ -135,6 +138,8 @@ def generate(root):
                 ids = draw_scene(rng)
                 Image.fromarray(render(ids, texture_of, rng)).save(
                     os.path.join(img_dir, f"{stem}_leftImg8bit.png"))
+                if split in UNLABELED_SPLITS:
+                    ids = np.full_like(ids, UNLABELED)
                 Image.fromarray(ids).save(os.path.join(gt_dir, f"{stem}_gtFine_labelIds.png"))
 
 
