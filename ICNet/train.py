@@ -43,7 +43,7 @@ def main(argv=None):
             return None
         evaluate = (None if sets.val is None else
                     Evaluator(sets.val, cfg, rt, cityscapes.CLASSES, cityscapes.PALETTE,
-                              args.show_dir))
+                              args.show_dir, args.prof_test))
 
         ## model: image cascade (1, 1/2, 1/4) over a dilated ResNetV1c-50, cascade feature
         ## fusion neck, FCN decode head, two auxiliary heads
@@ -63,7 +63,7 @@ def main(argv=None):
         optimizer = torch.optim.SGD(model.parameters(), lr=optim["lr"],
                                     momentum=optim["momentum"],
                                     weight_decay=optim["weight_decay"])
-        lr_of = schedule_from_config(cfg)
+        lr_of = schedule_from_config(cfg, training.iters_per_epoch(sets.train, cfg, rt))
 
         ## train loop
         loop = training.TrainLoop(model, optimizer, sets.train, evaluate, rt, cfg, args)

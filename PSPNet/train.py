@@ -41,7 +41,7 @@ def main(argv=None):
             return None
         evaluate = (None if sets.val is None else
                     Evaluator(sets.val, cfg, rt, voc.CLASSES, voc.PALETTE,
-                              args.show_dir))
+                              args.show_dir, args.prof_test))
 
         ## model: dilated ResNetV1c-50, pyramid pooling head, auxiliary FCN head on stage 3
         model = PSPNet(**cfg["model"])
@@ -58,7 +58,7 @@ def main(argv=None):
         optimizer = torch.optim.SGD(model.parameters(), lr=optim["lr"],
                                     momentum=optim["momentum"],
                                     weight_decay=optim["weight_decay"])
-        lr_of = schedule_from_config(cfg)
+        lr_of = schedule_from_config(cfg, training.iters_per_epoch(sets.train, cfg, rt))
 
         ## train loop
         loop = training.TrainLoop(model, optimizer, sets.train, evaluate, rt, cfg, args)

@@ -41,12 +41,18 @@ def train_parser(name):
     p.add_argument("--opt-level", "--opt_level", dest="opt_level", default=None,
                    choices=("O0", "O1", "O2"))
     p.add_argument("--loss-scale", "--loss_scale", dest="loss_scale", default=None,
-                   help="'dynamic' or a number")
+                   help="'dynamic' (the seeds' -1) or a number")
     p.add_argument("--apex", action="store_true", default=None,
                    help="use apex amp (must be installed)")
     p.add_argument("--sync_bn", "--sync-bn", dest="sync_bn", action="store_true", default=None,
                    help="SyncBatchNorm across processes where the backend supports it")
     p.add_argument("--prof", action="store_true", help="profile 5 iterations (Chrome trace)")
+    p.add_argument("--prof_test", "--prof-test", dest="prof_test", action="store_true",
+                   help="profile inference on 5 evaluation images after 2 of warm-up (Chrome "
+                        "trace profile_test_trace.json in the work dir); implies --eval-only")
+    p.add_argument("--warm_up_epochs", "--warm-up-epochs", dest="warm_up_epochs", type=float,
+                   default=None, help="linear warm-up length in epochs of the training set "
+                                      "(the seed's flag; schedule.warmup_epochs)")
     p.add_argument("--batch_size", "--batch-size", dest="batch_size", type=int, default=None,
                    help="images per device")
     p.add_argument("--max_iters", "--max-iters", dest="max_iters", type=int, default=None)
@@ -69,8 +75,9 @@ def train_parser(name):
                    help="multi-scale (eval.tta_ratios) + flip test-time augmentation")
     p.add_argument("--show-dir", "--show_dir", dest="show_dir", default=None,
                    help="write input | ground truth | prediction | error map per evaluated image")
-    p.add_argument("--tensorboard", action="store_true",
-                   help="also log scalars to <work-dir>/tensorboard (needs tensorboard)")
+    p.add_argument("--tensorboard", "--use_vdl", dest="tensorboard", action="store_true",
+                   help="also log scalars to <work-dir>/tensorboard (needs tensorboard); "
+                        "--use_vdl is PaddleSeg's spelling (VisualDL)")
     p.add_argument("--channels-last", "--channels_last", dest="channels_last",
                    action="store_true", default=None,
                    help="NHWC memory format for training (fast path)")
@@ -113,7 +120,8 @@ FLAG_TO_KEY = {"batch_size": "data.batch_size", "max_iters": "schedule.max_iters
                "slide_crop": "eval.crop_size", "slide_stride": "eval.stride",
                "device_augment": "data.device_augment", "channels_last": "runtime.channels_last",
                "sync_bn": "runtime.sync_bn", "compile": "runtime.compile",
-               "apex": "runtime.apex", "nan_policy": "runtime.nan_policy"}
+               "apex": "runtime.apex", "nan_policy": "runtime.nan_policy",
+               "warm_up_epochs": "schedule.warmup_epochs"}
 
 
 def resolve_config(args, model_dir, recipe, smoke_recipe, model, own=None):
@@ -132,7 +140,10 @@ def resolve_config(args, model_dir, recipe, smoke_recipe, model, own=None):
                 except ValueError:
                     raise UserError(f"--loss-scale {value!r} is neither 'dynamic' nor a "
                                     "number") from None
+                value = "dynamic" if value == -1 else value  # the seeds' -1 means dynamic
             overrides.append((key, value))
+    if args.prof_test:
+        args.eval_only = True
     if args.do_eval and args.no_validate:
         raise UserError("--do_eval contradicts --no-validate; drop one of them")
     if args.tta:

@@ -37,7 +37,8 @@ DEFAULTS = {
     },
     "optim": {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005},
     "schedule": {"max_iters": 160000, "warmup_iters": 1000, "warmup_ratio": 0.1, "power": 0.9,
-                 "eta_min": 0.0001},
+                 "eta_min": 0.0001,
+                 "warmup_epochs": 0.0},  # > 0: warm-up length in epochs (overrides warmup_iters)
     "loss": {"weights": {"decode": 1.0}},  # CE weight per head (decode, aux / aux_0, ...)
     # evaluation: whole-image or sliding-window inference, optional multi-scale + flip TTA
     "eval": {"mode": "whole", "crop_size": [1024, 1024], "stride": [768, 768], "tta": False,
@@ -70,7 +71,8 @@ POSITIVE = {"data.num_classes", "data.batch_size", "optim.lr", "schedule.max_ite
             "schedule.power", "runtime.log_interval", "runtime.eval_interval",
             "runtime.checkpoint_interval"}
 NON_NEGATIVE = {"data.num_workers", "optim.momentum", "optim.weight_decay",
-                "schedule.warmup_iters", "schedule.eta_min", "runtime.max_keep_ckpts",
+                "schedule.warmup_iters", "schedule.eta_min", "schedule.warmup_epochs",
+                "runtime.max_keep_ckpts",
                 "runtime.perf_warmup_iters", "data.flip_prob"}
 CHOICES = {"runtime.opt_level": ("O0", "O1", "O2"), "eval.mode": ("whole", "slide"),
            "runtime.nan_policy": ("stop", "skip")}

@@ -43,11 +43,12 @@ def print_summary(model, image_shape, device):
     print(summary(model, input_size=(1, 3, *image_shape), device=device, depth=3, verbose=0))
 
 
-def demo_parser(name, checkpoint_help=None):
-    """demo.py's flags; ``--checkpoint`` is required unless ``checkpoint_help`` says where the
-    model's demo.py finds one without it."""
+def demo_parser(name, checkpoint_help=None, input_help=None):
+    """demo.py's flags; ``--checkpoint`` (``input``) is required unless ``checkpoint_help``
+    (``input_help``) says where the model's demo.py finds one without it."""
     p = ArgParser(description=f"{name} demo: colourised prediction, overlay, source, label.")
-    p.add_argument("input", help="an image or a folder of images")
+    p.add_argument("input", nargs="?" if input_help else None, default=None,
+                   help=input_help or "an image or a folder of images")
     p.add_argument("--checkpoint", required=checkpoint_help is None, default=None,
                    help=checkpoint_help or "model weights")
     p.add_argument("--config", default=None,

@@ -27,7 +27,8 @@ from common.inference import InferenceMode, predict_logits
 from common.logfmt import format_val
 from common.metrics import compute_metrics, confusion_matrix, per_class_table
 from common.stop_signals import ignore_stop_signals
-from common.training import next_batch, own_generator, unwrap
+from common.training import (next_batch, own_generator, start_profiler, stop_profiler,
+                             unwrap)
 from common.visualize import comparison_strip
 
 
@@ -38,10 +39,11 @@ def first_item(batch):
 class Evaluator:
     """``evaluator(model, iteration)`` evaluates ``dataset`` and returns the metrics."""
 
-    def __init__(self, dataset, cfg, rt, class_names, palette, show_dir=None):
+    def __init__(self, dataset, cfg, rt, class_names, palette, show_dir=None, profile=False):
         self.dataset, self.cfg, self.rt = dataset, cfg, rt
         self.class_names, self.palette = class_names, palette
         self.show_dir = show_dir and os.path.abspath(show_dir)
+        self.profile = profile  # --prof_test: profile inference of the first images
         self.mode = InferenceMode.from_config(cfg)
 
     @torch.no_grad()
@@ -64,6 +66,7 @@ class Evaluator:
         if rt.dist.is_main:
             iterator = tqdm(loader, desc=f"eval ({mode.name})", file=sys.stderr, mininterval=2.0)
         it = iter(iterator)
+        profiler = start_profiler(rt.device) if self.profile else None
         synchronize(rt.device)
         t0 = time.perf_counter()
         for _ in range(len(indices)):
@@ -74,8 +77,12 @@ class Evaluator:
             cm += confusion_matrix(pred, label.to(rt.device), num_classes, ignore)
             if self.show_dir:
                 self.write_picture(dataset.pairs[index][0], image, label, pred)
+            if profiler is not None:
+                profiler.step()
         if iterator is not loader:
             iterator.close()
+        if profiler is not None:
+            stop_profiler(profiler, rt, "profile_test_trace.json")
         distributed.all_reduce_sum(cm)
         images_per_s = len(dataset) / max(time.perf_counter() - t0, 1e-9)
         metrics = compute_metrics(cm.cpu())

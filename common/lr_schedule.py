@@ -14,11 +14,15 @@ def lr_at(iteration, base_lr, max_iters, warmup_iters=0, warmup_ratio=0.1, power
     return (base_lr - eta_min) * (1 - progress) ** power + eta_min
 
 
-def schedule_from_config(cfg):
-    """``iteration -> lr`` for a resolved config."""
+def schedule_from_config(cfg, iters_per_epoch=None):
+    """``iteration -> lr`` for a resolved config. ``schedule.warmup_epochs`` > 0 (the seeds'
+    ``--warm_up_epochs``) sets the warm-up to that many epochs of ``iters_per_epoch``."""
     s, lr = cfg["schedule"], cfg["optim"]["lr"]
-    return lambda it: lr_at(it, lr, s["max_iters"], s["warmup_iters"], s["warmup_ratio"],
-                            s["power"], s["eta_min"])
+    warmup = s["warmup_iters"]
+    if s["warmup_epochs"] > 0 and iters_per_epoch:
+        warmup = max(1, round(s["warmup_epochs"] * iters_per_epoch))
+    return lambda it: lr_at(it, lr, s["max_iters"], warmup, s["warmup_ratio"], s["power"],
+                            s["eta_min"])
 
 
 def set_lr(optimizer, lr):

@@ -181,6 +181,11 @@ def resume(model, optimizer, rt, resume_from=None):
     return 0
 
 
+def iters_per_epoch(dataset, cfg, rt):
+    """Iterations that draw every training image once (the seeds' epochs)."""
+    return max(len(dataset) // (cfg["data"]["batch_size"] * rt.dist.world_size), 1)
+
+
 def own_generator(seed):
     """DataLoaders draw their base seed from this, not from the global RNG, so building one
     (at start, at resume, for each evaluation) never shifts the training's dropout stream."""
@@ -299,7 +304,7 @@ class TrainLoop:
         self._window = new_window()
         self._perf_start = self.start + cfg["runtime"]["perf_warmup_iters"]
         self._perf_t0, self._paused = None, 0.0  # checkpoints and evaluations are not training
-        profiler = start_profiler(rt) if self.profile else None
+        profiler = start_profiler(rt.device) if self.profile else None
         progress = (tqdm(total=self.max_iters, initial=self.start, desc="train",
                          file=sys.stderr) if sys.stderr.isatty() and rt.dist.is_main else None)
         self._stop.install()
@@ -439,10 +444,10 @@ def new_window():
     return {"loss_sum": {}, "n": 0, "skipped": 0, "time": 0.0, "data": 0.0}
 
 
-def start_profiler(rt):
-    """``--prof``: record 5 iterations after 2 of warm-up into a Chrome trace."""
+def start_profiler(device):
+    """``--prof`` / ``--prof_test``: record 5 steps after 2 of warm-up into a Chrome trace."""
     activities = [torch.profiler.ProfilerActivity.CPU]
-    if rt.device.type == "cuda":
+    if device.type == "cuda":
         activities.append(torch.profiler.ProfilerActivity.CUDA)
     prof = torch.profiler.profile(activities=activities,
                                   schedule=torch.profiler.schedule(wait=0, warmup=2, active=5,
@@ -451,10 +456,10 @@ def start_profiler(rt):
     return prof
 
 
-def stop_profiler(prof, rt):
+def stop_profiler(prof, rt, name="profile_trace.json"):
     prof.stop()
     if rt.dist.is_main:
-        path = os.path.join(rt.work_dir, "profile_trace.json")
+        path = os.path.join(rt.work_dir, name)
         prof.export_chrome_trace(path)
         rt.log(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
         rt.log(f"Profiler trace written to {path}")

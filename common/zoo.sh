@@ -4,7 +4,8 @@
 #   zoo_parse "$@"        --key=value arguments -> variables (see zoo_usage), checked
 #   zoo_train_args MODE   the train.py arguments of a full | perf | eval run -> train_args
 #   zoo_run CMD...        the launch line: output to $log, SIGTERM/SIGINT forwarded
-#   zoo_curves, zoo_result_log CASE ACCURACY_KEY   the parse that writes the result log
+#   zoo_curves, zoo_result_log CASE [ACCURACY_KEY]   the parse that writes the result log
+#                         (key 8: mIoU or TrainAccuracy, as the real script of the model)
 # The run writes into test/output/<id>.running/; only a run that succeeded replaces
 # test/output/<id>/ (the previous one is kept as <id>.prev); a failed run is left in
 # test/output/<id>.failed/ and the last good outputs stay untouched.
@@ -16,7 +17,8 @@ ZOO_PERF_ITERS_SYNTHETIC=${ZOO_PERF_ITERS_SYNTHETIC:-30}  # performance run, syn
 zoo_usage() {
   cat <<USAGE
 usage: bash test/$(basename "$0") [--key=value ...]     ($Network, $RANK_SIZE process(es) by default)
-  --data_path=DIR        dataset root (default: synthetic dataset, generated once)
+  --data_path=DIR        dataset root (default: the seeds' data folder $seed_data when it
+                         exists, else the synthetic dataset, generated once)
   --config=FILE          recipe (default: $recipe;
                          without --data_path: $smoke_recipe)
   --batch_size=N         images per device (default $batch_size, or the --config's)
@@ -33,6 +35,7 @@ usage: bash test/$(basename "$0") [--key=value ...]     ($Network, $RANK_SIZE pr
   --show_dir=DIR         input | ground truth | prediction | error map per evaluated image
   --tensorboard          also log scalars to TensorBoard (needs the tensorboard package)
   --sync_bn              SyncBatchNorm across processes (nccl/hccl)
+  --dry_run              print the launch line and exit (nothing is run or written)
   --format_only [--split=test]   eval scripts, Cityscapes models: write the benchmark
                          submission (labelIds PNGs) to test/output/<id>/cityscapes_results
   --nnodes=N --node_rank=R --master_addr=HOST --master_port=PORT   (8p scripts, multi-node)
@@ -61,14 +64,14 @@ zoo_parse() {
   data_path="" config="" max_iters="" precision_mode="" loss_scale="" user_batch_size=""
   device="auto" device_list="" workers="" work_dir="" checkpoint="" pretrained=""
   eval_mode="" slide_crop="" slide_stride="" show_dir="" tta="" tensorboard="" sync_bn=""
-  format_only="" split=""
+  format_only="" split="" dry_run=""
   nnodes="1" node_rank="0" master_addr="${MASTER_ADDR:-127.0.0.1}"
   master_port="${MASTER_PORT:-29500}"
   local arg key value
   for arg in "$@"; do
     case "$arg" in
       -h|--help) zoo_usage; exit 0 ;;
-      --tta|--tensorboard|--sync_bn|--sync-bn|--format_only|--format-only)
+      --tta|--tensorboard|--sync_bn|--sync-bn|--format_only|--format-only|--dry_run|--dry-run)
         key="${arg#--}"; printf -v "${key//-/_}" '%s' 1; continue ;;
       --*=*) key="${arg%%=*}"; key="${key#--}"; key="${key//-/_}"; value="${arg#*=}" ;;
       *) zoo_die "argument '$arg' is not --key=value; see --help" ;;
@@ -107,6 +110,10 @@ zoo_parse() {
   if [ -n "$config" ] && [ ! -f "$config" ]; then zoo_die "--config=$config does not exist"; fi
   ZOO_MODEL_DIR="$(cd "$(dirname "$0")/.." && pwd)"
   cd "$ZOO_MODEL_DIR" || zoo_die "cannot enter $ZOO_MODEL_DIR"
+  if [ -z "$data_path" ] && [ -n "${seed_data:-}" ] && [ -d "$seed_data" ]; then
+    data_path="$ZOO_MODEL_DIR/$seed_data"
+    echo "Using $seed_data, the seeds' data folder (--data_path overrides it)"
+  fi
   out="$ZOO_MODEL_DIR/test/output/$ASCEND_DEVICE_ID"
   run_dir="$out.running"
   log="$run_dir/train_${ASCEND_DEVICE_ID}.log"
@@ -199,6 +206,9 @@ zoo_train_args() {
 # trainer (its graceful stop saves a checkpoint). On success the run's folder becomes
 # test/output/<id>/; on failure it is kept as <id>.failed/ and the script exits non-zero.
 zoo_run() {
+  if [ -n "$dry_run" ]; then  # --dry_run: show what would run, touch nothing
+    printf '%q ' "$@"; echo; exit 0
+  fi
   rm -rf "$run_dir"
   mkdir -p "$run_dir" || zoo_die "cannot create $run_dir"
   zoo_start=$(date +%s)
@@ -248,5 +258,5 @@ zoo_result_log() {
     return 0
   fi
   python3 "$ZOO_REPO/common/result_log.py" --log "$log" --network "$Network" --case "$1" \
-    --out-dir "$out" --e2e-seconds "$((zoo_end - zoo_start))"
+    --accuracy-key "${2:-TrainAccuracy}" --out-dir "$out" --e2e-seconds "$((zoo_end - zoo_start))"
 }

@@ -28,7 +28,8 @@ def test_recipes_reproduce_mmseg():
     assert r18["optim"]["lr"] == 0.025
     for cfg in (r50, r18):
         assert cfg["schedule"] == {"max_iters": 160000, "warmup_iters": 1000,
-                                   "warmup_ratio": 0.1, "power": 0.9, "eta_min": 0.0001}
+                                   "warmup_ratio": 0.1, "power": 0.9, "eta_min": 0.0001,
+                                   "warmup_epochs": 0.0}
         assert cfg["data"]["crop_size"] == [1024, 1024] and cfg["data"]["batch_size"] == 4
         assert cfg["data"]["cat_max_ratio"] == 0.75 and cfg["data"]["scale"] == [2048, 1024]
         assert cfg["loss"]["weights"] == {"decode": 1.0, "aux_0": 1.0, "aux_1": 1.0}

@@ -300,7 +300,7 @@ def test_busy_master_port(tiny_config, synthetic_root, tmp_path):
         proc = script("train_performance_8p.sh", f"--config={tiny_config}", "--max_iters=4",
                       "--device=cpu", f"--master_port={port}", env={"RANK_SIZE": "2"})
         assert f"MASTER_PORT {port} is busy; this single-node run uses" in proc.stderr
-        assert dict(result_log(0, "BiSeNetV1_bs4_2p_perf"))["RankSize"] == "2"
+        assert dict(result_log(0, "BiSeNetV1_bs2_2p_perf"))["RankSize"] == "2"
         proc = script("train_performance_8p.sh", f"--config={tiny_config}", "--device=cpu",
                       f"--master_port={port}", "--nnodes=2", env={"RANK_SIZE": "1"},
                       check=False)

@@ -9,6 +9,7 @@ batch_size=4              # images per device (R50-D32, mmseg's 160k Cityscapes 
 RANK_SIZE="${RANK_SIZE:-8}"     # processes per node (set it lower on smaller machines)
 recipe=configs/bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml
 smoke_recipe=configs/bisenetv1_r50-d32_synthetic-smoke.yaml   # without --data_path
+seed_data=data/cityscapes   # used when present and no --data_path
 dataset=Cityscapes
 synthetic=common/tools/synthetic_cityscapes.py   # generates it once, prints its root
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
@@ -22,4 +23,4 @@ zoo_run python3 -m torch.distributed.run --nproc_per_node="$RANK_SIZE" --nnodes=
 
 # result log: test/output/$ASCEND_DEVICE_ID/BiSeNetV1_bs<batch>_<ranks>p_acc.log, then "Final ..." lines
 zoo_curves
-zoo_result_log acc
+zoo_result_log acc mIoU   # key 8 as in the real ModelZoo script

@@ -9,6 +9,7 @@ batch_size=4              # images per device (R50-D32, mmseg's 160k Cityscapes 
 RANK_SIZE=1
 recipe=configs/bisenetv1_r50-d32_cityscapes-1024x1024_160k.yaml
 smoke_recipe=configs/bisenetv1_r50-d32_synthetic-smoke.yaml   # without --data_path
+seed_data=data/cityscapes   # used when present and no --data_path
 dataset=Cityscapes
 synthetic=common/tools/synthetic_cityscapes.py   # generates it once, prints its root
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
@@ -19,4 +20,4 @@ zoo_train_args perf
 zoo_run python3 train.py "${train_args[@]}"
 
 # result log: test/output/$ASCEND_DEVICE_ID/BiSeNetV1_bs<batch>_<ranks>p_perf.log, then "Final ..." lines
-zoo_result_log perf
+zoo_result_log perf mIoU   # key 8 as in the real ModelZoo script

@@ -9,6 +9,7 @@ batch_size=4              # images per device (mmseg's bisenetv2_fcn 160k Citysc
 RANK_SIZE=1
 recipe=configs/bisenetv2_fcn_cityscapes-1024x1024_160k.yaml
 smoke_recipe=configs/bisenetv2_fcn_synthetic-smoke.yaml   # without --data_path
+seed_data=data/cityscapes   # used when present and no --data_path
 dataset=Cityscapes
 synthetic=common/tools/synthetic_cityscapes.py   # generates it once, prints its root
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"

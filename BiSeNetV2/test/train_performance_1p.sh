@@ -9,6 +9,7 @@ batch_size=4              # images per device (mmseg's bisenetv2_fcn 160k Citysc
 RANK_SIZE=1
 recipe=configs/bisenetv2_fcn_cityscapes-1024x1024_160k.yaml
 smoke_recipe=configs/bisenetv2_fcn_synthetic-smoke.yaml   # without --data_path
+seed_data=data/cityscapes   # used when present and no --data_path
 dataset=Cityscapes
 synthetic=common/tools/synthetic_cityscapes.py   # generates it once, prints its root
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
@@ -19,4 +20,4 @@ zoo_train_args perf
 zoo_run python3 train.py "${train_args[@]}"
 
 # result log: test/output/$ASCEND_DEVICE_ID/BiSeNetV2_bs<batch>_<ranks>p_perf.log, then "Final ..." lines
-zoo_result_log perf
+zoo_result_log perf TrainAccuracy   # key 8: the contract's name (the seed is PaddleSeg's, no ModelZoo script)

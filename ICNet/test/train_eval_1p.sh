@@ -9,6 +9,7 @@ batch_size=2              # images per device (R50-D8, mmseg's 80k Cityscapes 83
 RANK_SIZE=1
 recipe=configs/icnet_r50-d8_cityscapes-832x832_80k.yaml
 smoke_recipe=configs/icnet_r50-d8_synthetic-smoke.yaml   # without --data_path
+seed_data=data/cityscapes   # used when present and no --data_path
 dataset=Cityscapes
 synthetic=common/tools/synthetic_cityscapes.py   # generates it once, prints its root
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"

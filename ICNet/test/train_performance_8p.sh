@@ -9,6 +9,7 @@ batch_size=2              # images per device (R50-D8, mmseg's 80k Cityscapes 83
 RANK_SIZE="${RANK_SIZE:-8}"     # processes per node (set it lower on smaller machines)
 recipe=configs/icnet_r50-d8_cityscapes-832x832_80k.yaml
 smoke_recipe=configs/icnet_r50-d8_synthetic-smoke.yaml   # without --data_path
+seed_data=data/cityscapes   # used when present and no --data_path
 dataset=Cityscapes
 synthetic=common/tools/synthetic_cityscapes.py   # generates it once, prints its root
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
@@ -21,4 +22,4 @@ zoo_run python3 -m torch.distributed.run --nproc_per_node="$RANK_SIZE" --nnodes=
   train.py "${train_args[@]}"
 
 # result log: test/output/$ASCEND_DEVICE_ID/ICNet_bs<batch>_<ranks>p_perf.log, then "Final ..." lines
-zoo_result_log perf
+zoo_result_log perf TrainAccuracy   # key 8 as in the real ModelZoo script

@@ -9,6 +9,7 @@ batch_size=4              # images per device (R50-D8, mmseg's 20k VOC-aug recip
 RANK_SIZE="${RANK_SIZE:-8}"     # processes per node (set it lower on smaller machines)
 recipe=configs/pspnet_r50-d8_voc12aug-512x512_20k.yaml
 smoke_recipe=configs/pspnet_r50-d8_synthetic-voc-smoke.yaml   # without --data_path
+seed_data=data/VOCdevkit   # used when present and no --data_path
 dataset=VOCdevkit
 synthetic=PSPNet/tools/synthetic_voc.py       # generates it once, prints its root
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"

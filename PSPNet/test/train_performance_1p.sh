@@ -9,6 +9,7 @@ batch_size=4              # images per device (R50-D8, mmseg's 20k VOC-aug recip
 RANK_SIZE=1
 recipe=configs/pspnet_r50-d8_voc12aug-512x512_20k.yaml
 smoke_recipe=configs/pspnet_r50-d8_synthetic-voc-smoke.yaml   # without --data_path
+seed_data=data/VOCdevkit   # used when present and no --data_path
 dataset=VOCdevkit
 synthetic=PSPNet/tools/synthetic_voc.py       # generates it once, prints its root
 source "$(dirname "${BASH_SOURCE[0]}")/../../common/zoo.sh"
@@ -19,4 +20,4 @@ zoo_train_args perf
 zoo_run python3 train.py "${train_args[@]}"
 
 # result log: test/output/$ASCEND_DEVICE_ID/PSPNet_bs<batch>_<ranks>p_perf.log, then "Final ..." lines
-zoo_result_log perf
+zoo_result_log perf mIoU   # key 8 as in the real ModelZoo script
