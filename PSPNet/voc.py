@@ -94,8 +94,11 @@ def find_pairs(root, split, problems=None):
 
 
 def label_path_for(image_path):
-    """The SegmentationClass PNG of a VOC JPEGImages path (it may not exist)."""
-    folder, name = os.path.split(image_path)
+    """The SegmentationClass PNG of a VOC JPEGImages path (it may not exist); None for any
+    other image."""
+    folder, name = os.path.split(os.path.abspath(image_path))
+    if os.path.basename(folder) != "JPEGImages":
+        return None
     voc = os.path.dirname(folder)
     return os.path.join(voc, "SegmentationClass", os.path.splitext(name)[0] + ".png")
 

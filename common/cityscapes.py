@@ -80,10 +80,15 @@ def build_dataset(root, split, pipeline=None, test_transform=None):
 
 
 def label_path_for(image_path):
-    """The labelTrainIds file of a Cityscapes image path (it may not exist)."""
-    folder, name = os.path.split(image_path)
-    folder = folder.replace(f"{os.sep}leftImg8bit{os.sep}", f"{os.sep}gtFine{os.sep}")
-    return os.path.join(folder, name.replace(IMG_SUFFIX, LABEL_SUFFIX))
+    """The labelTrainIds file of an image inside a Cityscapes tree (it may not exist); None
+    for any other image (a photo is never its own ground truth)."""
+    folder, name = os.path.split(os.path.abspath(image_path))
+    marker = f"{os.sep}leftImg8bit{os.sep}"
+    if not name.endswith(IMG_SUFFIX) or marker not in folder + os.sep:
+        return None
+    head, _, tail = (folder + os.sep).rpartition(marker)
+    return os.path.join(head + f"{os.sep}gtFine{os.sep}" + tail, name.replace(IMG_SUFFIX,
+                                                                             LABEL_SUFFIX))
 
 
 def datasets(args, cfg, log, model_dir):

@@ -7,12 +7,14 @@
 torchinfo, the maintained successor of torchsummary (torchsummary itself fails on modules that
 take a tuple of feature maps, as every decode head here does).
 """
+import io
 import os
 
 import numpy as np
 import torch
 from PIL import Image
 
+from common.checkpoint import atomic_write_bytes
 from common.datasets import read_image, read_label
 from common.device import DEVICE_CHOICES
 from common.errors import ArgParser, UserError
@@ -33,6 +35,15 @@ def list_images(path):
     if not os.path.isfile(path):
         raise UserError(f"input {path} does not exist; pass an image or a folder of images")
     return [path]
+
+
+def output_stems(images):
+    """Each input's output name: its file name without extension, or with the extension
+    folded in (``cam_jpg``) where two inputs share a stem (``cam.jpg``, ``cam.png``)."""
+    stems = [os.path.splitext(os.path.basename(p))[0] for p in images]
+    return [stem if stems.count(stem) == 1 else
+            f"{stem}_{os.path.splitext(path)[1].lstrip('.').lower()}"
+            for stem, path in zip(stems, images)]
 
 
 def print_summary(model, image_shape, device):
@@ -72,6 +83,7 @@ def run_demo(model, cfg, images, label_paths, palette, args, device):
     written paths."""
     resize = EvalResize(cfg["data"]["test_scale"])
     os.makedirs(args.out_dir, exist_ok=True)
+    stems = output_stems(images)
     written = []
     for index, (path, label_path) in enumerate(zip(images, label_paths)):
         original = read_image(path)
@@ -81,15 +93,17 @@ def run_demo(model, cfg, images, label_paths, palette, args, device):
         tensor, _ = to_tensors(image, None)
         logits = predict_logits(model, tensor.to(device), original.shape[:2])
         pred = logits.argmax(1)[0].to(torch.uint8).cpu().numpy()
-        stem = os.path.splitext(os.path.basename(path))[0]
+        stem = stems[index]
         colour = colourise(pred, palette)
         outputs = {"pred": colour, "overlay": overlay(original, colour, args.opacity),
                    "source": original}
-        if os.path.isfile(label_path):
+        if label_path and os.path.isfile(label_path):
             outputs["label"] = colourise(read_label(label_path), palette)
         for suffix, array in outputs.items():
             out = os.path.join(args.out_dir, f"{stem}_{suffix}.png")
-            Image.fromarray(np.ascontiguousarray(array)).save(out)
+            buffer = io.BytesIO()
+            Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+            atomic_write_bytes(out, lambda f, data=buffer.getvalue(): f.write(data))
             written.append(out)
         print(f"{path} -> {args.out_dir}/{stem}_{{{','.join(outputs)}}}.png")
     return written

@@ -31,13 +31,34 @@ class DistInfo:
         return self.world_size > 1
 
 
+def _env_int(name, default):
+    text = os.environ.get(name)
+    if text is None:
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise UserError(f"environment variable {name}={text!r} is not a whole number; unset it "
+                        "or set a number") from None
+
+
 def env_dist_info():
-    """Read rank / world size from the environment (torchrun first, ModelZoo names second)."""
-    world = int(os.environ.get("WORLD_SIZE", os.environ.get("RANK_SIZE", 1)))
-    rank = int(os.environ.get("RANK", os.environ.get("RANK_ID", 0)))
-    local = int(os.environ.get("LOCAL_RANK", rank))
+    """Read rank / world size from the environment: torchrun's WORLD_SIZE / RANK /
+    LOCAL_RANK, or the ModelZoo names RANK_SIZE / RANK_ID when both are set. A RANK_SIZE left
+    in the environment of a plain ``python3 train.py`` (no launcher, no RANK_ID) is not a
+    distributed run: it would wait for peers that never come."""
+    if "WORLD_SIZE" in os.environ:
+        world, rank = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0)
+    elif "RANK_SIZE" in os.environ and "RANK_ID" in os.environ:
+        world, rank = _env_int("RANK_SIZE", 1), _env_int("RANK_ID", 0)
+    else:
+        return DistInfo()
+    local = _env_int("LOCAL_RANK", rank)
     if world <= 1:
         return DistInfo()
+    if not 0 <= rank < world:
+        raise UserError(f"rank {rank} is outside 0..{world - 1} (WORLD_SIZE/RANK or "
+                        "RANK_SIZE/RANK_ID); start each process with its own rank")
     return DistInfo(rank=rank, world_size=world, local_rank=local)
 
 
@@ -114,6 +135,17 @@ def first_difference(a, b, prefix=""):
 def shutdown():
     if dist.is_initialized():
         dist.destroy_process_group()
+
+
+def broadcast_buffers(module, src=0):
+    """Give every rank rank ``src``'s floating-point buffers (BatchNorm running statistics):
+    before a distributed evaluation, so that the figure is the one of the model rank 0 saves
+    (mmcv's ``DistEvalHook(broadcast_bn_buffer=True)``)."""
+    if not dist.is_initialized():
+        return
+    for buffer in module.buffers():
+        if buffer.is_floating_point():
+            dist.broadcast(buffer, src)
 
 
 def barrier():

@@ -53,6 +53,7 @@ class Evaluator:
         cfg, rt, mode, dataset = self.cfg, self.rt, self.mode, self.dataset
         num_classes, ignore = cfg["data"]["num_classes"], cfg["data"]["ignore_index"]
         net = unwrap(model)
+        distributed.broadcast_buffers(net)  # evaluate the model rank 0 saves
         net.eval()
         if cfg["eval"]["fast"]:
             net = fast_inference_model(net)

@@ -5,7 +5,9 @@ checkpoint for it and exits with status 128 + signal number (143 for SIGTERM, 13
 so rerunning the same command resumes exactly there. A second signal exits at once. Launchers
 such as torchrun forward a signal to workers that already received it from the terminal; a
 repeat of the same signal within ``DUPLICATE_WINDOW_S`` is taken as that duplicate delivery.
-DataLoader workers ignore both signals: the main process owns shutdown.
+DataLoader workers ignore SIGINT (a terminal's Ctrl-C reaches the whole process group; the
+main process owns the stop) but keep SIGTERM's default, which is how the main process ends them
+when it exits, also after an error.
 """
 import os
 import signal
@@ -54,9 +56,10 @@ class StopRequest:
 
 
 def ignore_stop_signals(_worker_id=None):
-    """DataLoader ``worker_init_fn``: leave SIGTERM/SIGINT to the main process."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    """DataLoader ``worker_init_fn``: leave Ctrl-C (SIGINT) to the main process. SIGTERM keeps
+    its default: multiprocessing terminates workers with it at exit, so ignoring it would hang
+    an exiting process (after an error in the run) for ever."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Stopped(Exception):

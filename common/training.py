@@ -18,6 +18,7 @@ scaler, iteration, RNG and the resolved config; data order and augmentation are 
 (seed, position), so a resumed run continues bit-exactly.
 """
 import contextlib
+import fcntl
 import os
 import random
 import sys
@@ -83,6 +84,8 @@ def start(name, args, cfg, config_path, model_dir):
     info = distributed.env_dist_info()
     device = select_device(args.device, info.local_rank, args.device_list)
     work_dir = work_dir_for(args, cfg, config_path, model_dir)
+    trains = not (args.eval_only or args.check_data or getattr(args, "format_only", False))
+    lock = lock_work_dir(work_dir) if trains and info.is_main else None
     log_path = (args.log_file or os.path.join(work_dir, "train_rank{rank}.log")).replace(
         "{rank}", str(info.rank))
     log = RunLogger(log_path, echo=info.is_main)
@@ -109,6 +112,33 @@ def start(name, args, cfg, config_path, model_dir):
             scalars.close()
         distributed.shutdown()
         log.close()
+        if lock is not None:
+            lock.close()  # releases the work dir
+
+
+def lock_work_dir(work_dir):
+    """Hold ``<work_dir>/.lock`` (an exclusive flock, released when the process ends) for a
+    training run, so that a second run on the same work dir stops at once, naming the first,
+    instead of writing over its checkpoints and log. Returns the open lock file."""
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        lock = open(os.path.join(work_dir, ".lock"), "a+")
+    except OSError as exc:
+        raise UserError(f"cannot use work dir {work_dir} ({exc.strerror}); pass a writable "
+                        "--work-dir") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise UserError(f"work dir {work_dir} is in use by a running training ({holder}); wait "
+                        "for it to finish or pass another --work-dir") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(f"pid {os.getpid()}: {' '.join(sys.argv)}\n")
+    lock.flush()
+    return lock
 
 
 def load_pretrained(backbone, path, rt):
@@ -261,6 +291,12 @@ class TrainLoop:
         self.cfg, self.rt, self.optimizer, self.evaluate = cfg, rt, optimizer, evaluate
         self.train_set = train_set
         runtime = cfg["runtime"]
+        synced = runtime["sync_bn"] and rt.dist.enabled and rt.device.type != "cpu"
+        if cfg["data"]["batch_size"] < 2 and not synced:
+            raise UserError("a batch of 1 image per device cannot train these networks: their "
+                            "BatchNorm layers after global pooling need 2 or more values per "
+                            "channel; use --batch_size 2 or more (or --sync_bn on several "
+                            "GPUs/NPUs)")
         if args.load_from:
             load_model_weights(model, args.load_from, rt.name)
             rt.log(f"Loaded weights from {args.load_from}")

@@ -1,4 +1,5 @@
 """pth2onnx.py (opset 11, static and dynamic, onnxruntime parity) and demo.py outputs."""
+import glob
 import json
 import os
 import shutil
@@ -95,6 +96,25 @@ def test_dynamic_export_runs_other_sizes(model, checkpoints, tmp_path):
     assert np.abs(got - expected).max() <= 1e-3
 
 
+def test_parity_is_relative_and_a_rejected_export_replaces_nothing(r18_checkpoint, tmp_path):
+    """Logits of 1e7 differ from onnxruntime by more than 1e-3 in absolute terms for a right
+    export; the criterion is relative to their scale plus argmax agreement. A rejected export
+    leaves the previous file as it was."""
+    big = torch.load(r18_checkpoint, weights_only=True)
+    big["state_dict"]["decode_head.conv_seg.weight"] *= 1e7
+    torch.save(big, tmp_path / "big.pth")
+    out = tmp_path / "m.onnx"
+    proc = export(str(tmp_path / "big.pth"), out, "--input-shape", "64", "128")
+    assert float(proc.stdout.split("max |logit| ")[1].split(",")[0]) > 1e5
+    assert "argmax agreement 100.000%" in proc.stdout
+    before = out.read_bytes()
+    proc = export(r18_checkpoint, out, "--input-shape", "64", "128", "--tolerance", "0",
+                  check=False)
+    assert_user_error(proc, "was not written")
+    assert out.read_bytes() == before
+    assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+
+
 def test_export_errors(r18_checkpoint, tmp_path):
     assert_user_error(export(r18_checkpoint, tmp_path / "x.onnx", "--opset", "9", check=False),
                       "--opset 9")
@@ -126,3 +146,24 @@ def test_demo_writes_palette_prediction_and_overlay(model, checkpoints, syntheti
     proc = run(["python3", os.path.join(REPO, model, "demo.py"), str(tmp_path / "nothing"),
                 "--checkpoint", checkpoints[model]], check=False)
     assert_user_error(proc, "does not exist")
+
+
+def test_demo_on_ordinary_photos(r18_checkpoint, synthetic_root, tmp_path):
+    """Any image a user points at: JPEG and PNG of the same name, grayscale, RGBA, any name;
+    no ground truth is invented for them and no two inputs share an output name."""
+    frame = np.array(Image.open(sorted(glob.glob(os.path.join(
+        synthetic_root, "leftImg8bit", "val", "*", "*.png")))[0]))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(frame).save(photos / "cam.jpg")
+    Image.fromarray(frame).save(photos / "cam.png")
+    Image.fromarray(frame).convert("L").save(photos / "gray.png")
+    Image.fromarray(frame).convert("RGBA").save(photos / "holiday photo.png")
+    run(["python3", os.path.join(REPO, "BiSeNetV1", "demo.py"), str(photos), "--checkpoint",
+         r18_checkpoint, "--out-dir", str(tmp_path / "out"), "--device", "cpu"])
+    written = sorted(os.listdir(tmp_path / "out"))
+    assert written == sorted(f"{stem}_{kind}.png" for stem in
+                             ("cam_jpg", "cam_png", "gray", "holiday photo")
+                             for kind in ("pred", "overlay", "source"))
+    gray = np.array(Image.open(tmp_path / "out" / "gray_source.png"))
+    assert gray.shape == frame.shape and (gray[..., 0] == gray[..., 1]).all()

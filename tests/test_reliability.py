@@ -225,6 +225,72 @@ def test_nan_policy_stop_and_skip(reference, tiny_config, tmp_path):
     assert {f: (work / f).read_bytes() for f in before} == before
 
 
+UNCAUGHT_WITH_WORKERS = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import torch
+from common.cityscapes import find_pairs
+from common.config import load_config
+from common.data import build_train_set
+from common.distributed import DistInfo
+from common.training import Runtime, build_train_loader
+cfg = load_config(sys.argv[2])
+cfg["data"]["num_workers"] = 2
+dataset = build_train_set(cfg, find_pairs(sys.argv[3], "train"))
+rt = Runtime("BiSeNetV1", torch.device("cpu"), DistInfo(), None, "", print)
+batches = iter(build_train_loader(dataset, cfg, rt, 0))
+next(batches)
+raise RuntimeError("an error inside the run, loader workers alive")
+"""
+
+
+def test_an_error_inside_a_run_ends_it_loader_workers_included(tiny_config, synthetic_root):
+    """An uncaught error while the training loader's workers are alive: the process exits
+    (it used to wait for ever: the workers ignored the SIGTERM multiprocessing ends them with
+    at exit)."""
+    t0 = time.time()
+    proc = subprocess.run([sys.executable, "-c", UNCAUGHT_WITH_WORKERS, REPO, tiny_config,
+                           synthetic_root], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "loader workers alive" in proc.stderr
+    assert time.time() - t0 < 60
+
+
+def test_batch_of_one_is_a_one_line_error(tiny_config, synthetic_root, tmp_path):
+    proc = run(command(tiny_config, tmp_path / "b1", "--batch_size", "1"), check=False)
+    assert_user_error(proc, "batch of 1 image per device", "--batch_size 2")
+    assert not list((tmp_path / "b1").glob("iter_*.pth"))
+
+
+def test_a_second_run_on_a_busy_work_dir_stops_and_names_the_first(tiny_config,
+                                                                   synthetic_root, tmp_path):
+    work = tmp_path / "busy"
+    first = subprocess.Popen(command(tiny_config, work, "--max_iters", "100000"), cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert wait_for(work / "train_rank0.log", "Iter(train)", first)
+        with open(work / "train_rank0.log") as f:
+            before = f.read()
+        proc = run(command(tiny_config, work), check=False)
+        assert_user_error(proc, f"work dir {work} is in use", f"pid {first.pid}",
+                          "--work-dir")
+        with open(work / "train_rank0.log") as f:  # the second run wrote nothing there
+            assert not [l for l in f.read()[len(before):].splitlines() if "config" in l]
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=120)
+    assert first.returncode == 143
+
+
+def test_rank_size_left_in_the_environment_is_not_a_distributed_run(tiny_config,
+                                                                    synthetic_root, tmp_path):
+    proc = run(command(tiny_config, tmp_path / "rs", "--max_iters", "2", "--no-validate"),
+               env={"RANK_SIZE": "2"}, timeout=300)
+    assert "world_size: 1" in proc.stdout
+    proc = run(command(tiny_config, tmp_path / "rs2"), env={"RANK_SIZE": "two", "RANK_ID": "0"},
+               check=False)
+    assert_user_error(proc, "RANK_SIZE='two' is not a whole number")
+
+
 def test_dynamic_loss_scaler_skips_non_finite_steps():
     from common.amp import MixedPrecision
     amp = MixedPrecision("cpu", "O1")

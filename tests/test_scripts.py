@@ -144,8 +144,14 @@ def test_full_8p_two_ranks(model, tiny_configs, synthetic_root, tmp_path):
     script("train_full_8p.sh", f"--config={tiny_configs[model]}", f"--work_dir={tmp_path}",
            "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"}, model=model)
     case = f"{model}_bs2_2p_acc"
-    check_result(result_log(0, case, model), case, 2, 2, accuracy=True, model=model)
+    logged = check_result(result_log(0, case, model), case, 2, 2, accuracy=True, model=model)
     assert os.path.isfile(tmp_path / "iter_6.pth")
+    # the mIoU logged by the 2-process run is the one of the checkpoint rank 0 saved (rank 0's
+    # BatchNorm statistics are broadcast before a distributed evaluation)
+    script("train_eval_1p.sh", f"--config={tiny_configs[model]}",
+           f"--checkpoint={tmp_path / 'iter_6.pth'}", "--device=cpu", model=model)
+    again = dict(result_log(0, f"{model}_bs2_1p_eval", model))
+    assert (again["mIoU"], again["aAcc"]) == (logged["mIoU"], logged["aAcc"])
 
 
 def test_two_nodes_on_localhost(tiny_config, synthetic_root):
@@ -178,10 +184,29 @@ def test_help_and_argument_errors(tmp_path):
                            (["positional"], "is not --key=value"),
                            (["--data_path=/nonexistent"], "/nonexistent does not exist"),
                            (["--precision_mode=O9"], "--precision_mode=O9"),
-                           (["--config=/nonexistent.yaml"], "does not exist")]:
+                           (["--config=/nonexistent.yaml"], "does not exist"),
+                           (["--device_id=../../configs"], "is not a number")]:
         proc = script("train_performance_1p.sh", "--device_id=7", *args, check=False)
         assert_user_error(proc, fragment)
         assert open(marker).read() == "previous run"  # a rejected run touches no output
+
+
+def test_a_failed_run_keeps_the_last_good_outputs(tiny_config, synthetic_root):
+    """The run writes into test/output/<id>.running/; only success replaces <id>/."""
+    script("train_performance_1p.sh", f"--config={tiny_config}", "--max_iters=4",
+           "--device=cpu", "--device_id=5")
+    out = os.path.join(TEST_DIR, "output", "5")
+    good = {name: open(os.path.join(out, name), "rb").read() for name in os.listdir(out)
+            if os.path.isfile(os.path.join(out, name))}
+    proc = script("train_performance_1p.sh", f"--config={tiny_config}", "--batch_size=1",
+                  "--device=cpu", "--device_id=5", check=False)
+    assert proc.returncode == 2 and "batch of 1 image per device" in proc.stderr
+    assert "the previous outputs in" in proc.stderr.strip().splitlines()[-1]
+    assert {name: open(os.path.join(out, name), "rb").read() for name in good} == good
+    assert os.path.isfile(os.path.join(TEST_DIR, "output", "5.failed", "train_5.log"))
+    proc = script("train_performance_8p.sh", f"--config={tiny_config}", check=False,
+                  env={"RANK_SIZE": "x"})
+    assert_user_error(proc, "RANK_SIZE='x' is not a positive number")
 
 
 def test_env_npu_is_harmless_without_cann():
