@@ -12,6 +12,7 @@ import importlib
 
 import torch
 
+from common.device_caps import caps, new_grad_scaler
 from common.errors import UserError
 
 OPT_LEVELS = ("O0", "O1", "O2")
@@ -58,13 +59,16 @@ class StaticLossScaler:
         return loss * self._scale
 
     def unscale_(self, optimizer):
-        finite = True
-        for group in optimizer.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    p.grad.div_(self._scale)
-                    finite &= bool(torch.isfinite(p.grad).all())
-        self._found_inf = not finite
+        """Divide every gradient by the scale in one fused call; one device sync for the
+        finiteness check of all of them (not one per parameter)."""
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
+                 if p.grad is not None]
+        if not grads:
+            self._found_inf = False
+            return
+        torch._foreach_mul_(grads, 1.0 / self._scale)
+        norms = torch._foreach_norm(grads)
+        self._found_inf = not bool(torch.isfinite(torch.stack(norms)).all())
 
     def step(self, optimizer):
         self.skipped = self._found_inf
@@ -104,7 +108,7 @@ class MixedPrecision:
             if self.apex is None:
                 self.notes.append("apex not installed: O2 runs as torch.autocast with fp32 "
                                   "master weights (O1 semantics)")
-        self.dtype = torch.bfloat16 if device_type == "cpu" else torch.float16
+        self.dtype = caps(device_type).autocast_dtype
         self.scaler = None
         if self.enabled and self.apex is None:
             if device_type == "cpu":
@@ -112,7 +116,7 @@ class MixedPrecision:
                     self.notes.append("cpu autocast uses bf16, which needs no loss scaling: "
                                       f"--loss-scale {self.loss_scale} is not applied")
             elif self.loss_scale == "dynamic":
-                self.scaler = torch.amp.GradScaler(device_type)
+                self.scaler = new_grad_scaler(device_type)
             else:
                 self.scaler = StaticLossScaler(self.loss_scale)
 
@@ -138,8 +142,15 @@ class MixedPrecision:
     @property
     def dynamic_scaling(self):
         """True when a dynamic loss scaler skips steps with non-finite gradients by design."""
-        return isinstance(self.scaler, torch.amp.GradScaler) or (
+        return (self.scaler is not None and not isinstance(self.scaler, StaticLossScaler)) or (
             self.apex is not None and self.loss_scale == "dynamic")
+
+    def zero_grad(self, optimizer):
+        """Clear the gradients; apex's patched ``zero_grad()`` takes no argument."""
+        if self.apex is not None:
+            optimizer.zero_grad()
+        else:
+            optimizer.zero_grad(set_to_none=True)
 
     def backward_and_step(self, loss, optimizer):
         """Backward, (unscale), optimizer step unless the gradients are non-finite. Returns

@@ -1,21 +1,26 @@
 """Device selection: ``auto`` picks npu (torch_npu importable and a device present), else cuda,
 else cpu. Asking for a device that is not there is a :class:`UserError`."""
 import importlib
+import importlib.util
 import os
 
 import torch
 
-from common.errors import UserError
+from common.errors import UserError, first_line
 
 DEVICE_CHOICES = ("auto", "npu", "cuda", "gpu", "cpu")
 
 
 def npu_available():
-    """True when torch_npu imports and reports at least one NPU."""
+    """True when torch_npu imports and reports at least one NPU. torch_npu installed but
+    failing to import (e.g. no CANN runtime) is an error, not a silent fall back to the CPU."""
+    if importlib.util.find_spec("torch_npu") is None:
+        return False
     try:
         importlib.import_module("torch_npu")
-    except Exception:  # torch_npu absent, or present without a CANN runtime
-        return False
+    except Exception as exc:
+        raise UserError(f"torch_npu is installed but does not import ({first_line(exc)}); "
+                        "source env_npu.sh (CANN), or pass --device cpu / cuda") from None
     return hasattr(torch, "npu") and torch.npu.is_available() and torch.npu.device_count() > 0
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from common.device_caps import caps
 from common.errors import UserError, first_line
 
 BACKENDS = {"npu": "hccl", "cuda": "nccl", "cpu": "gloo"}
@@ -168,11 +169,13 @@ def all_reduce_max(tensor):
 
 
 def reduce_mean_scalars(values, device):
-    """Average a dict of python floats over ranks (for logging)."""
+    """Average a dict of python floats over ranks (for logging), in the collective dtype every
+    backend supports (HCCL has no float64)."""
     if not dist.is_initialized() or not values:
         return values
     keys = sorted(values)
-    t = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
+    t = torch.tensor([values[k] for k in keys], dtype=caps(device.type).collective_dtype,
+                     device=device)
     dist.all_reduce(t, op=dist.ReduceOp.SUM)
     t /= dist.get_world_size()
     return dict(zip(keys, t.tolist()))

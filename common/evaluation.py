@@ -22,6 +22,7 @@ from common.checkpoint import latest_checkpoint, load_model_weights
 from common.config import config_path_value
 from common.device import synchronize
 from common.errors import UserError
+from common.device_caps import caps
 from common.fuse import fast_inference_model
 from common.inference import InferenceMode, predict_logits
 from common.logfmt import format_val
@@ -56,7 +57,7 @@ class Evaluator:
         distributed.broadcast_buffers(net)  # evaluate the model rank 0 saves
         net.eval()
         if cfg["eval"]["fast"]:
-            net = fast_inference_model(net)
+            net = fast_inference_model(net, caps(rt.device.type).channels_last)
         indices = range(rt.dist.rank, len(dataset), rt.dist.world_size)
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(dataset, indices), batch_size=1,

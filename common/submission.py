@@ -21,6 +21,7 @@ from common.cityscapes import IMG_SUFFIX, LABEL_ID_TO_TRAIN_ID
 from common.datasets import read_image
 from common.errors import UserError
 from common.evaluation import checkpoint_to_evaluate
+from common.device_caps import caps
 from common.fuse import fast_inference_model
 from common.inference import InferenceMode, predict_logits
 from common.transforms import EvalResize, TTAResize, to_tensors
@@ -64,7 +65,8 @@ def write_submission(model, args, cfg, rt, root, model_dir):
     path = checkpoint_to_evaluate(args.checkpoint, cfg, rt, model_dir)
     load_model_weights(model, path, rt.name)
     model.to(rt.device).eval()
-    net = fast_inference_model(model) if cfg["eval"]["fast"] else model
+    net = (fast_inference_model(model, caps(rt.device.type).channels_last)
+           if cfg["eval"]["fast"] else model)
     mode = InferenceMode.from_config(cfg)
     resize = TTAResize(cfg["eval"]["tta_ratios"]) if mode.tta else EvalResize(
         cfg["data"]["test_scale"])

@@ -36,6 +36,7 @@ from common.checkpoint import (CorruptCheckpoint, latest_checkpoint, load_model_
 from common.config import config_path_value
 from common.datasets import InfiniteSampler, PadCollate, zero_padding
 from common.device import memory_mb, select_device, synchronize
+from common.device_caps import caps, check_channels_last
 from common.device_augment import DeviceAugment, list_collate
 from common.errors import UserError, unwrap_worker_error
 from common.logfmt import format_run, format_summary, format_train
@@ -216,6 +217,22 @@ def iters_per_epoch(dataset, cfg, rt):
     return max(len(dataset) // (cfg["data"]["batch_size"] * rt.dist.world_size), 1)
 
 
+def agree_on_start(start_iter, rt):
+    """Every rank must resume from the same iteration. Only global rank 0 writes checkpoints,
+    so nodes without a shared work dir would resume differently (and hang at the first
+    collective): stop at once, saying so."""
+    if not rt.dist.enabled:
+        return
+    starts = [None] * rt.dist.world_size
+    torch.distributed.all_gather_object(starts, start_iter)
+    if len(set(starts)) > 1:
+        found = ", ".join(f"rank {rank}: {start}" for rank, start in enumerate(starts))
+        raise UserError(f"ranks resume from different iterations ({found}); only rank 0 "
+                        "writes checkpoints, so every node needs the same work dir (a shared "
+                        "filesystem) or a copy of rank 0's latest checkpoint (--resume-from "
+                        "on every node)")
+
+
 def own_generator(seed):
     """DataLoaders draw their base seed from this, not from the global RNG, so building one
     (at start, at resume, for each evaluation) never shifts the training's dropout stream."""
@@ -255,7 +272,7 @@ def build_train_loader(dataset, cfg, rt, start_iter):
                else PadCollate(data["crop_size"], data["ignore_index"]))
     return torch.utils.data.DataLoader(
         dataset, batch_size=data["batch_size"], sampler=sampler, num_workers=workers,
-        collate_fn=collate, pin_memory=rt.device.type == "cuda", drop_last=True,
+        collate_fn=collate, pin_memory=caps(rt.device.type).pin_memory, drop_last=True,
         persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
         generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=ignore_stop_signals)
 
@@ -302,13 +319,15 @@ class TrainLoop:
             rt.log(f"Loaded weights from {args.load_from}")
         model.to(rt.device)
         if runtime["channels_last"]:
+            check_channels_last(rt.device.type)
             model.to(memory_format=torch.channels_last)
+        if runtime["sync_bn"]:  # before apex wraps the model, as apex documents
+            model = to_sync_bn(model, rt)
         model, self.optimizer = rt.amp.prepare(model, optimizer)
         if rt.dist.is_main:
             remove_stale_temp_files(rt.work_dir)
         self.start = resume(model, self.optimizer, rt, args.resume_from)
-        if runtime["sync_bn"]:
-            model = to_sync_bn(model, rt)
+        agree_on_start(self.start, rt)
         if rt.dist.enabled:
             model = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[rt.device.index] if rt.device.type != "cpu" else None)
@@ -378,7 +397,7 @@ class TrainLoop:
         runtime = cfg["runtime"]
         self._stepped = True
         done = self._iteration + 1
-        self.optimizer.zero_grad(set_to_none=True)
+        rt.amp.zero_grad(self.optimizer)
         window = self._window
         if not rt.amp.backward_and_step(loss, self.optimizer):
             self._non_finite(done, loss)
