@@ -38,7 +38,7 @@ def main(argv=None):
     cfg, config_path = cli.resolve_config(args, MODEL_DIR, RECIPE, SMOKE_RECIPE, BiSeNetV1)
     with training.start(NAME, args, cfg, config_path, MODEL_DIR) as rt:
         ## dataset: Cityscapes labelTrainIds (synthetic without --data_path), checked at start
-        sets = cityscapes.datasets(args, cfg, rt.log, MODEL_DIR)
+        sets = cityscapes.datasets(args, cfg, rt, MODEL_DIR)
         if sets is None:  # --check-data
             return None
         evaluate = (None if sets.val is None else

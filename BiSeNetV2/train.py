@@ -59,7 +59,7 @@ def main(argv=None):
                             f"{cfg['optim']['decode_lr_mult']}")
     with training.start(NAME, args, cfg, config_path, MODEL_DIR) as rt:
         ## dataset: Cityscapes labelTrainIds (synthetic without --data_path), checked at start
-        sets = cityscapes.datasets(args, cfg, rt.log, MODEL_DIR)
+        sets = cityscapes.datasets(args, cfg, rt, MODEL_DIR)
         if sets is None:  # --check-data
             return None
         evaluate = (None if sets.val is None else

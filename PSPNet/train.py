@@ -36,7 +36,7 @@ def main(argv=None):
     cfg, config_path = cli.resolve_config(args, MODEL_DIR, RECIPE, SMOKE_RECIPE, PSPNet)
     with training.start(NAME, args, cfg, config_path, MODEL_DIR) as rt:
         ## dataset: VOC train + SBD aug, VOC val (synthetic without --data_path), checked at start
-        sets = voc.datasets(args, cfg, rt.log)
+        sets = voc.datasets(args, cfg, rt)
         if sets is None:  # --check-data
             return None
         evaluate = (None if sets.val is None else

@@ -120,13 +120,13 @@ def save_palette_png(path, mask):
     atomic_write_bytes(path, lambda f: image.save(f, format="PNG"))
 
 
-def datasets(args, cfg, log):
+def datasets(args, cfg, rt):
     """The run's checked train / val sets (:func:`common.data.build_datasets`; None for
     ``--check-data``) from ``--data_path`` (the VOCdevkit) or the synthetic VOC + SBD."""
     if args.data_path:
         root = os.path.abspath(args.data_path)
     else:
         from PSPNet.tools.synthetic_voc import ensure_synthetic_voc
-        root = synthetic(ensure_synthetic_voc(), log, "VOC")
-    return build_datasets(args, cfg, log, root,
+        root = synthetic(ensure_synthetic_voc(), rt.log, "VOC")
+    return build_datasets(args, cfg, rt, root,
                           {split: list_split(root, split) for split in needed_splits(args, cfg)})

@@ -154,7 +154,8 @@ class MixedPrecision:
 
     def backward_and_step(self, loss, optimizer):
         """Backward, (unscale), optimizer step unless the gradients are non-finite. Returns
-        whether the step was taken (a dynamic scaler's skips included)."""
+        whether the step was taken: a bool, or with a dynamic GradScaler a 0-dim bool tensor
+        on the device (reading it would cost a host sync every iteration)."""
         if self.apex is not None:
             with self.apex.scale_loss(loss, optimizer) as scaled:
                 scaled.backward()
@@ -168,16 +169,25 @@ class MixedPrecision:
             return True
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(optimizer)
-        before = float(self.scaler.get_scale())
+        if isinstance(self.scaler, StaticLossScaler):
+            self.scaler.step(optimizer)
+            self.scaler.update()
+            return not self.scaler.skipped
+        before = self.scaler._scale.clone()  # a device tensor: no host sync here
         self.scaler.step(optimizer)
         self.scaler.update()
-        if isinstance(self.scaler, StaticLossScaler):
-            return not self.scaler.skipped
-        return float(self.scaler.get_scale()) >= before  # GradScaler lowers it on a skip
+        # GradScaler lowers its scale on a skip; the answer stays on the device (a 0-dim bool
+        # tensor) so that the loop reads it only at its log line
+        return self.scaler._scale >= before
 
     def state_dict(self):
+        """The loss scaler's state (apex's amp state with apex), for checkpoints."""
+        if self.apex is not None:
+            return {"apex": self.apex.state_dict()}
         return self.scaler.state_dict() if self.scaler is not None else {}
 
     def load_state_dict(self, state):
-        if self.scaler is not None and state:
+        if self.apex is not None and "apex" in state:
+            self.apex.load_state_dict(state["apex"])
+        elif self.scaler is not None and state and "apex" not in state:
             self.scaler.load_state_dict(state)

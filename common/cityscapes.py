@@ -91,13 +91,13 @@ def label_path_for(image_path):
                                                                              LABEL_SUFFIX))
 
 
-def datasets(args, cfg, log, model_dir):
+def datasets(args, cfg, rt, model_dir):
     """The run's checked train / val sets (:func:`common.data.build_datasets`; None for
     ``--check-data``) from ``--data_path``, the config's ``paths.cityscapes_root``, or the
     synthetic Cityscapes (generated once into the cache)."""
     root = dataset_root(args.data_path, cfg, model_dir)
     if root is None:
         from common.tools.synthetic_cityscapes import ensure_synthetic_cityscapes
-        root = synthetic(ensure_synthetic_cityscapes(), log, "Cityscapes")
+        root = synthetic(ensure_synthetic_cityscapes(), rt.log, "Cityscapes")
     listing = {split: list_split(root, split) for split in needed_splits(args, cfg)}
-    return build_datasets(args, cfg, log, root, listing)
+    return build_datasets(args, cfg, rt, root, listing)

@@ -5,8 +5,10 @@ import os
 from dataclasses import dataclass
 
 from common.config import config_path_value
-from common.data_check import check_dataset
+from common import distributed
+from common.data_check import SHOWN, check_dataset
 from common.datasets import SegDataset
+from common.errors import UserError
 from common.transforms import EvalResize, TTAResize, build_train_pipeline
 
 
@@ -43,17 +45,27 @@ def needed_splits(args, cfg):
         [data["val_split"]] if args.eval_only or not args.no_validate else [])
 
 
-def build_datasets(args, cfg, log, root, listing):
+def build_datasets(args, cfg, rt, root, listing):
     """Check the listed splits (all problems reported at once), then build the datasets;
-    with ``--check-data`` report and return None."""
-    data = cfg["data"]
+    with ``--check-data`` report and return None. With several processes rank 0 decodes and
+    checks every file and tells the others the outcome (one check per run, not one per rank)."""
+    data, log = cfg["data"], rt.log
     workers = max(data["num_workers"], 1)
+    problem = None
+    if rt.dist.is_main:
+        try:
+            check_dataset(cfg, root, listing, log, workers, use_cache=not args.check_data,
+                          shown=None if args.check_data else SHOWN)
+        except UserError as exc:
+            problem = str(exc)
+    problem = distributed.broadcast_object(problem)
+    if problem is not None:
+        raise UserError(problem)
+    checked = {split: pairs for split, (pairs, _) in listing.items()}
     if args.check_data:
-        checked = check_dataset(cfg, root, listing, log, workers, use_cache=False, shown=None)
         log(f"--check-data: {sum(map(len, checked.values()))} image/label pairs of "
             f"{' and '.join(checked)} in {root} checked, no problems")
         return None
-    checked = check_dataset(cfg, root, listing, log, workers)
     train = val = None
     if data["train_split"] in checked:
         train = build_train_set(cfg, checked[data["train_split"]])

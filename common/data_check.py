@@ -93,7 +93,7 @@ def scan_split(cfg, root, split, pairs, problems, workers=1, use_cache=True):
 
 def check_dataset(cfg, root, listing, log, workers=1, use_cache=True, shown=SHOWN):
     """Scan every split of ``listing`` (``{split: (pairs, listing problems)}``, as the
-    dataset module's ``list_splits`` returns it); log the problems (the first ``shown``,
+    dataset module's ``list_split`` gives for each split); log the problems (the first ``shown``,
     None = all); raise one UserError summing them up. Returns ``{split: pairs}``: the checked
     pairs to build the datasets from (:func:`common.data.build_datasets`)."""
     checked, all_problems = {}, []

@@ -85,6 +85,8 @@ def init_distributed(info, device_type, timeout_s=None):
         raise UserError(f"rank {info.rank} could not join the process group at "
                         f"{os.environ['MASTER_ADDR']}:{port} ({first_line(exc)}); check that "
                         "every rank is started with the same MASTER_ADDR/MASTER_PORT") from None
+    if BACKENDS[device_type] != "gloo":  # every rank makes it, in the same order
+        _CONTROL_GROUP.append(dist.new_group(backend="gloo"))
 
 
 PEER_FAILURE_SIGNS = ("connection reset", "connection closed", "broken pipe", "timed out",
@@ -134,6 +136,7 @@ def first_difference(a, b, prefix=""):
 
 
 def shutdown():
+    _CONTROL_GROUP.clear()
     if dist.is_initialized():
         dist.destroy_process_group()
 
@@ -149,6 +152,24 @@ def broadcast_buffers(module, src=0):
             dist.broadcast(buffer, src)
 
 
+def gather_objects(obj):
+    """Every rank's ``obj``, by rank (``[obj]`` for a single process)."""
+    if not dist.is_initialized():
+        return [obj]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, obj)
+    return gathered
+
+
+def broadcast_object(obj, src=0):
+    """Rank ``src``'s ``obj`` on every rank."""
+    if not dist.is_initialized():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src)
+    return box[0]
+
+
 def barrier():
     if dist.is_initialized():
         dist.barrier()
@@ -161,11 +182,21 @@ def all_reduce_sum(tensor):
     return tensor
 
 
-def all_reduce_max(tensor):
+def all_reduce_max(tensor, group=None):
     """Maximum of a tensor over all ranks in place (no-op in a single process)."""
     if dist.is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX, group=group)
     return tensor
+
+
+_CONTROL_GROUP = []  # the host-side group, made once by init_distributed on every rank
+
+
+def control_group():
+    """The process group for host-side flags (CPU tensors, gloo): the default group when it
+    is gloo already, else the gloo group ``init_distributed`` made next to nccl / hccl, so a
+    flag's collective never waits for the device."""
+    return _CONTROL_GROUP[0] if _CONTROL_GROUP else None
 
 
 def reduce_mean_scalars(values, device):

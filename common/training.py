@@ -167,11 +167,12 @@ def to_sync_bn(model, rt):
     return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
 
 
-def restore(model, optimizer, amp, path, name, log):
+def restore(model, optimizer, rt, path):
     """Resume: weights, optimizer, scaler, RNG; returns the iteration to continue from. An
     mmengine Runner checkpoint (mmseg 1.x) gives its weights, ``meta.iter`` and, when it fits
     this optimizer's parameter groups, its optimizer state."""
-    ckpt = load_model_weights(model, path, name)
+    amp, log = rt.amp, rt.log
+    ckpt = load_model_weights(model, path, rt.name)
     missing = [k for k in ("optimizer", "meta") if k not in ckpt]
     if missing:
         raise UserError(f"{path} holds weights only (no {', '.join(missing)}), so it cannot be "
@@ -186,24 +187,42 @@ def restore(model, optimizer, amp, path, name, log):
         return int(meta.get("iter", 0))
     optimizer.load_state_dict(ckpt["optimizer"])
     amp.load_state_dict(ckpt.get("scaler", {}))
-    rng = ckpt.get("rng", {})
-    if "torch" in rng:
-        torch.set_rng_state(rng["torch"])
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state(rng["cuda"])
+    restore_rng(ckpt.get("rng", {}), rt)
     return int(meta["iteration"])
+
+
+def rng_state(rt):
+    """This rank's generator states: torch's and, on an accelerator, the device's."""
+    state = {"torch": torch.get_rng_state()}
+    if rt.device.type != "cpu":
+        state[rt.device.type] = getattr(torch, rt.device.type).get_rng_state(rt.device)
+    return state
+
+
+def restore_rng(rng, rt):
+    """Each rank takes back its own states (``rng[kind][rank]``); a rank the checkpoint did
+    not have (more processes than before) keeps its fresh seed."""
+    for kind, states in rng.items():
+        if not isinstance(states, list):  # one state for every rank (older checkpoints)
+            states = [states] * rt.dist.world_size
+        if rt.dist.rank >= len(states):
+            continue
+        if kind == "torch":
+            torch.set_rng_state(states[rt.dist.rank])
+        elif kind == rt.device.type:
+            getattr(torch, kind).set_rng_state(states[rt.dist.rank], rt.device)
 
 
 def resume(model, optimizer, rt, resume_from=None):
     """The iteration to start from: ``resume_from``, else the work dir's newest checkpoint
     that loads, falling back past corrupted ones (each named in the log); 0 for a new run."""
     if resume_from:
-        start_iter = restore(model, optimizer, rt.amp, resume_from, rt.name, rt.log)
+        start_iter = restore(model, optimizer, rt, resume_from)
         rt.log(f"Resumed from {resume_from} at iteration {start_iter}")
         return start_iter
     for candidate in resumable_checkpoints(rt.work_dir):
         try:
-            start_iter = restore(model, optimizer, rt.amp, candidate, rt.name, rt.log)
+            start_iter = restore(model, optimizer, rt, candidate)
         except CorruptCheckpoint as exc:
             rt.log(f"Skipping {candidate}: {exc}; trying the previous checkpoint")
             continue
@@ -277,10 +296,9 @@ def build_train_loader(dataset, cfg, rt, start_iter):
         generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=ignore_stop_signals)
 
 
-def checkpoint_state(model, optimizer, rt, cfg, iteration):
-    rng = {"torch": torch.get_rng_state()}
-    if rt.device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(rt.device)
+def checkpoint_state(model, optimizer, rt, cfg, iteration, rank_rngs):
+    """What a checkpoint holds; ``rank_rngs``: every rank's :func:`rng_state`, by rank."""
+    rng = {kind: [states[kind] for states in rank_rngs] for kind in rank_rngs[0]}
     return {"meta": {"model": rt.name, "iteration": iteration, "config": cfg,
                      "world_size": rt.dist.world_size},
             "state_dict": unwrap(model).state_dict(),
@@ -399,7 +417,13 @@ class TrainLoop:
         done = self._iteration + 1
         rt.amp.zero_grad(self.optimizer)
         window = self._window
-        if not rt.amp.backward_and_step(loss, self.optimizer):
+        stepped = rt.amp.backward_and_step(loss, self.optimizer)
+        if isinstance(stepped, torch.Tensor):  # a dynamic scaler decided on the device
+            kept = stepped.to(torch.float32)
+            window["scaler_skips"] = window["scaler_skips"] + (1 - kept)
+            for key, value in {"loss": loss.detach(), **(terms or {})}.items():
+                window["loss_sum"][key] = window["loss_sum"].get(key, 0.0) + value * kept
+        elif not stepped:
             self._non_finite(done, loss)
             window["skipped"] += 1
         else:
@@ -434,10 +458,11 @@ class TrainLoop:
     def save(self, done):
         """Rank 0 writes the checkpoint (replicas are identical); the others wait for it."""
         rt = self.rt
+        rank_rngs = distributed.gather_objects(rng_state(rt))
         if rt.dist.is_main:
             path = save_checkpoint(rt.work_dir, done,
                                    checkpoint_state(self.model, self.optimizer, rt, self.cfg,
-                                                    done),
+                                                    done, rank_rngs),
                                    self.cfg["runtime"]["max_keep_ckpts"] or None)
             rt.log(f"Saved checkpoint {path}")
         distributed.barrier()
@@ -445,9 +470,14 @@ class TrainLoop:
     def _log_window(self, done):
         rt, window = self.rt, self._window
         n = window["n"]
-        stepped = max(n - window["skipped"], 1)
-        losses = ({k: float(v) / stepped for k, v in window["loss_sum"].items()}
-                  or {"loss": float("nan")})  # every step of the window was skipped
+        scaler_skips = int(float(window["scaler_skips"]))
+        if scaler_skips:
+            rt.log(f"iterations {done - n + 1}..{done}: the dynamic loss scaler skipped "
+                   f"{scaler_skips} step(s) with non-finite gradients and lowered its scale")
+        skipped = window["skipped"] + scaler_skips
+        losses = ({k: float(v) / (n - skipped) for k, v in window["loss_sum"].items()}
+                  if skipped < n else {})
+        losses = losses or {"loss": float("nan")}  # every step of the window was skipped
         losses = distributed.reduce_mean_scalars(losses, rt.device)
         iter_time = window["time"] / n
         lr = self.optimizer.param_groups[0]["lr"]
@@ -468,11 +498,12 @@ class TrainLoop:
 
     def _stop_agreed(self):
         """Whether to stop now; with several processes, when any rank got a stop signal (one
-        small all-reduce per iteration), so all stop after the same iteration."""
+        small all-reduce per iteration over a host-side gloo group: no device sync), so all
+        stop after the same iteration."""
         if not self.rt.dist.enabled:
             return self._stop.requested
-        flag = torch.tensor([self._stop.signum or 0], device=self.rt.device)
-        distributed.all_reduce_max(flag)
+        flag = torch.tensor([self._stop.signum or 0], dtype=torch.int32)  # host memory
+        distributed.all_reduce_max(flag, distributed.control_group())
         if flag.item() and not self._stop.requested:
             self._stop.signum = int(flag.item())
         return bool(flag.item())
@@ -483,7 +514,7 @@ class TrainLoop:
         checkpoints: nothing of this state is saved)."""
         rt = self.rt
         where = f"iteration {done}: non-finite gradients (loss {float(loss.detach())})"
-        if rt.amp.dynamic_scaling:
+        if rt.amp.dynamic_scaling:  # apex's dynamic scaler
             rt.log(f"{where}; the dynamic loss scaler skipped the step and lowered its scale")
         elif self.cfg["runtime"]["nan_policy"] == "skip":
             rt.log(f"{where}; step skipped (--nan-policy skip)")
@@ -496,7 +527,8 @@ class TrainLoop:
 
 def new_window():
     """Sums over the iterations between two log lines."""
-    return {"loss_sum": {}, "n": 0, "skipped": 0, "time": 0.0, "data": 0.0}
+    return {"loss_sum": {}, "n": 0, "skipped": 0, "scaler_skips": 0.0, "time": 0.0,
+            "data": 0.0}
 
 
 def start_profiler(device):

@@ -1,6 +1,7 @@
 """Device paths that cannot run here (Ascend NPU, CUDA), decided by one capability table
 (common/device_caps.py) and tested by simulation through the code users run."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -104,3 +105,82 @@ def test_nodes_without_a_shared_work_dir_stop_instead_of_hanging(tiny_config, sy
         line = err.strip().splitlines()[-1]
         assert "ranks resume from different iterations (rank 0: 2, rank 1: 0)" in line
         assert "shared filesystem" in line
+
+
+def test_gpu_peak_table_and_share_of_peak():
+    from common.tools.benchmark import peak_for_name, share_of_peak
+    sxm, pcie = peak_for_name("NVIDIA H100 80GB HBM3"), peak_for_name("NVIDIA H100 PCIe")
+    assert (sxm["fp32"], sxm["tf32"], sxm["half"]) == (67.0, 494.5, 989.5)
+    assert (pcie["fp32"], pcie["half"]) == (51.0, 756.0)
+    assert peak_for_name("NVIDIA H200")["half"] == 989.5
+    assert peak_for_name("NVIDIA A100-SXM4-80GB")["tf32"] == 156.0
+    assert share_of_peak(98.95, sxm, half=True, tf32=True) == pytest.approx(0.1)
+    assert share_of_peak(49.45, sxm, half=False, tf32=True) == pytest.approx(0.1)  # TF32 convs
+    assert share_of_peak(6.7, sxm, half=False, tf32=False) == pytest.approx(0.1)
+    assert share_of_peak(1.0, peak_for_name("Some GPU"), half=True, tf32=True) is None
+
+
+def test_apex_loss_scale_is_checkpointed():
+    class FakeApexAmp:
+        """apex.amp's state interface (its loss scalers' scale and unskipped count)."""
+        def __init__(self):
+            self.state = {"loss_scaler0": {"loss_scale": 1024.0, "unskipped": 3}}
+
+        def state_dict(self):
+            return dict(self.state)
+
+        def load_state_dict(self, state):
+            self.state = dict(state)
+    amp = MixedPrecision("cpu")
+    amp.apex = FakeApexAmp()
+    saved = amp.state_dict()
+    assert saved == {"apex": {"loss_scaler0": {"loss_scale": 1024.0, "unskipped": 3}}}
+    other = MixedPrecision("cpu")
+    other.apex = FakeApexAmp()
+    other.apex.state = {}
+    other.load_state_dict(saved)
+    assert other.apex.state == saved["apex"]
+
+
+def two_processes(tiny_config, work, *extra):
+    port = free_port()
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+        procs.append(subprocess.Popen(command(tiny_config, work, *extra), cwd=REPO, env=env,
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    return [(p, *p.communicate(timeout=300)) for p in procs]
+
+
+def test_every_rank_keeps_its_own_rng_and_rank0_alone_checks_the_data(tiny_config,
+                                                                      synthetic_root, tmp_path):
+    for proc, _, err in two_processes(tiny_config, tmp_path / "rng", "--max_iters", "2"):
+        assert proc.returncode == 0, err
+    rng = torch.load(tmp_path / "rng" / "iter_2.pth", weights_only=True)["rng"]
+    assert len(rng["torch"]) == 2 and not torch.equal(rng["torch"][0], rng["torch"][1])
+    broken = tmp_path / "broken"
+    shutil.copytree(synthetic_root, broken)
+    label = sorted(broken.glob("gtFine/train/*/*_labelTrainIds.png"))[0]
+    label.write_bytes(b"not a png")
+    results = two_processes(tiny_config, tmp_path / "b", "--data_path", str(broken))
+    lines = [err.strip().splitlines()[-1] for _, _, err in results]
+    assert all(p.returncode == 2 for p, _, _ in results) and lines[0] == lines[1]
+    assert "problem(s) in the dataset" in lines[0] and label.name in lines[0]
+    with open(tmp_path / "b" / "train_rank1.log") as f:
+        assert "data problem:" not in f.read()  # rank 1 decoded nothing; rank 0 told it
+
+
+def test_dynamic_loss_scaler_decides_on_the_device():
+    """With a dynamic GradScaler the step's outcome stays a device tensor (read once per log
+    line, not once per iteration)."""
+    amp = MixedPrecision("cpu", "O1")
+    amp.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0)
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.SGD([weight], lr=0.1)
+    taken = amp.backward_and_step(weight.sum(), optimizer)
+    assert isinstance(taken, torch.Tensor) and taken.dim() == 0 and bool(taken)
+    amp.zero_grad(optimizer)
+    skipped = amp.backward_and_step((weight * float("inf")).sum(), optimizer)
+    assert isinstance(skipped, torch.Tensor) and not bool(skipped)

@@ -73,8 +73,12 @@ MODELS = {
     "ICNet": BenchTarget(ICNet, "ICNet/configs/icnet_r50-d8_cityscapes-832x832_80k.yaml",
                          (1024, 2048)),
 }
-# dense peak TFLOP/s (fp32, bf16/fp16) by device-name fragment, from the vendors' data sheets
-PEAK_TFLOPS = {"H200": (67.0, 989.0), "H100": (67.0, 989.0), "A100": (19.5, 312.0)}
+# Dense peak TFLOP/s (fp32, tf32, bf16/fp16) by device-name fragment, first match wins, from
+# NVIDIA's data sheets (their tensor-core figures "with sparsity" halved). torch.cuda reports
+# e.g. "NVIDIA H100 80GB HBM3" (SXM), "NVIDIA H100 PCIe", "NVIDIA H200", "NVIDIA A100-SXM4-80GB".
+PEAK_TFLOPS = (("H100 PCIe", (51.0, 378.0, 756.0)), ("H100 NVL", (60.0, 417.5, 835.5)),
+               ("H200 NVL", (60.0, 417.5, 835.5)), ("H200", (67.0, 494.5, 989.5)),
+               ("H100", (67.0, 494.5, 989.5)), ("A100", (19.5, 156.0, 312.0)))
 SECTIONS = ("train", "e2e", "data", "infer")
 
 
@@ -162,8 +166,12 @@ def bench_train(spec, cfg, device, args):
     rows.append(("train", name, results[True], results[True] / results[False]))
     tflops = {label: flops * results[fast] / args.batch / 1e12
               for label, fast in (("eager fp32", False), (name, True))}
+    peak = peak_tflops(device)
+    tf32 = torch.backends.cudnn.allow_tf32 or torch.backends.cuda.matmul.allow_tf32
+    shares = {label: share_of_peak(value, peak, label != "eager fp32", tf32)
+              for label, value in tflops.items()}
     return rows, {"step_gflops": flops / 1e9, "achieved_tflops": tflops,
-                  "peak_tflops": peak_tflops(device)}
+                  "peak_tflops": peak, "share_of_peak": shares}
 
 
 def inference_amp(device, args):
@@ -190,13 +198,24 @@ def describe_fast(args, device, training):
 
 
 def peak_tflops(device):
+    """The GPU's dense peaks, or None off a GPU (and no figures for an unknown GPU)."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    for fragment, peak in PEAK_TFLOPS.items():
+    return peak_for_name(torch.cuda.get_device_name(device))
+
+
+def peak_for_name(name):
+    for fragment, (fp32, tf32, half) in PEAK_TFLOPS:
         if fragment in name:
-            return {"device": name, "fp32": peak[0], "half": peak[1]}
+            return {"device": name, "fp32": fp32, "tf32": tf32, "half": half}
     return {"device": name}
+
+
+def share_of_peak(achieved, peak, half, tf32):
+    """Achieved TFLOP/s as a share of the peak that applies: fp16/bf16 for the fast path;
+    for "fp32", TF32's when cuDNN / matmuls may use it (torch's default for convolutions)."""
+    key = "half" if half else ("tf32" if tf32 else "fp32")
+    return achieved / peak[key] if peak and key in peak else None
 
 
 def bench_inference(spec, cfg, device, args):
@@ -378,7 +397,9 @@ def main(argv=None):
     if "train" in extra:
         t = extra["train"]
         print(f"train step: {t['step_gflops']:.1f} GFLOP; achieved TFLOP/s "
-              + ", ".join(f"{k}: {v:.3f}" for k, v in t["achieved_tflops"].items())
+              + ", ".join(f"{k}: {v:.3f}" + (f" ({100 * t['share_of_peak'][k]:.1f}% of peak)"
+                                              if t["share_of_peak"][k] is not None else "")
+                          for k, v in t["achieved_tflops"].items())
               + (f"; peak {t['peak_tflops']}" if t["peak_tflops"] else ""))
     record = {"model": args.model, "device": str(device), "batch": args.batch,
               "crop": args.crop, "iters": args.iters, "warmup": args.warmup,
