@@ -15,13 +15,11 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
 from BiSeNetV2.bisenetv2 import BiSeNetV2  # noqa: E402
 from BiSeNetV2.ohem import ohem_per_head, ohem_weights  # noqa: E402
 from common import cityscapes, cli, training  # noqa: E402
 from common.errors import UserError, user_errors  # noqa: E402
-from common.evaluation import Evaluator, evaluate_checkpoint  # noqa: E402
+from common.evaluation import evaluate_checkpoint, evaluator_for  # noqa: E402
 from common.layers import resize  # noqa: E402
 from common.losses import cross_entropy, weighted_total  # noqa: E402
 from common.lr_schedule import schedule_from_config, set_lr  # noqa: E402
@@ -62,9 +60,7 @@ def main(argv=None):
         sets = cityscapes.datasets(args, cfg, rt, MODEL_DIR)
         if sets is None:  # --check-data
             return None
-        evaluate = (None if sets.val is None else
-                    Evaluator(sets.val, cfg, rt, cityscapes.CLASSES, cityscapes.PALETTE,
-                              args.show_dir, args.prof_test))
+        evaluate = evaluator_for(sets, cfg, rt, cityscapes, args)
 
         ## model: detail + semantic branches, BGA fusion, FCN decode head, four auxiliary heads
         model = BiSeNetV2(**cfg["model"])
@@ -86,10 +82,8 @@ def main(argv=None):
             return weighted_total(losses, weights)
 
         ## optimizer: SGD over two groups; lr = warm-up then poly, x each group's lr_mult
-        optim = cfg["optim"]
-        optimizer = torch.optim.SGD(parameter_groups(model, optim["decode_lr_mult"]),
-                                    lr=optim["lr"], momentum=optim["momentum"],
-                                    weight_decay=optim["weight_decay"])
+        optimizer = training.sgd(parameter_groups(model, cfg["optim"]["decode_lr_mult"]),
+                                 cfg["optim"])
         lr_of = schedule_from_config(cfg, training.iters_per_epoch(sets.train, cfg, rt))
 
         ## train loop

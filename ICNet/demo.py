@@ -18,7 +18,7 @@ from common import cityscapes  # noqa: E402
 from common.demo import check_demo_args, demo_parser, list_images, run_demo  # noqa: E402
 from common.config import config_path_value, load_config  # noqa: E402
 from common.device import select_device  # noqa: E402
-from common.errors import UserError, user_errors  # noqa: E402
+from common.errors import user_errors  # noqa: E402
 from common.inference import checkpoint_named_by, load_for_inference  # noqa: E402
 
 NAME = "ICNet"
@@ -34,11 +34,8 @@ def main(argv=None):
         "paths.cityscapes_root)")).parse_args(argv)
     check_demo_args(args)
     images = list_images(args.input or first_val_frame(args.config or EVAL_CONFIG))
-    checkpoint = args.checkpoint or checkpoint_named_by(args.config or EVAL_CONFIG, ICNet,
-                                                         MODEL_DIR)
-    if checkpoint is None:
-        raise UserError(f"no checkpoint: pass --checkpoint or set paths.ckpt_path in "
-                        f"{args.config or EVAL_CONFIG}")
+    checkpoint = checkpoint_named_by(args.checkpoint, args.config or EVAL_CONFIG, ICNet,
+                                     MODEL_DIR)
     device = select_device(args.device)
     model, cfg = load_for_inference(ICNet, NAME, checkpoint, args.config, device)
     labels = [cityscapes.label_path_for(path) for path in images]

@@ -14,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from ICNet.icnet import ICNet  # noqa: E402
-from common.errors import UserError, user_errors  # noqa: E402
+from common.errors import user_errors  # noqa: E402
 from common.export import check_export_args, export_checked, export_parser  # noqa: E402
 from common.inference import checkpoint_named_by, load_for_inference  # noqa: E402
 
@@ -28,11 +28,8 @@ def main(argv=None):
         "checkpoint (default: paths.ckpt_path of --config or configs/icnet_eval.yaml, else "
         "the newest checkpoint in its paths.ckpt_dir)")).parse_args(argv)
     check_export_args(args)
-    checkpoint = args.checkpoint or checkpoint_named_by(args.config or EVAL_CONFIG, ICNet,
-                                                         MODEL_DIR)
-    if checkpoint is None:
-        raise UserError(f"no checkpoint: pass --checkpoint, or train first (bash "
-                        f"scripts/train_1p.sh) so that {args.config or EVAL_CONFIG} finds one")
+    checkpoint = checkpoint_named_by(args.checkpoint, args.config or EVAL_CONFIG, ICNet,
+                                     MODEL_DIR)
     model, _ = load_for_inference(ICNet, NAME, checkpoint, args.config)
     return export_checked(model, args)
 

@@ -15,11 +15,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
 from common import cityscapes, cli, training  # noqa: E402
 from common.errors import user_errors  # noqa: E402
-from common.evaluation import Evaluator, evaluate_checkpoint  # noqa: E402
+from common.evaluation import evaluate_checkpoint, evaluator_for  # noqa: E402
 from common.losses import heads_cross_entropy  # noqa: E402
 from common.lr_schedule import schedule_from_config, set_lr  # noqa: E402
 from common.submission import add_submission_flags, write_submission  # noqa: E402
@@ -41,9 +39,7 @@ def main(argv=None):
         sets = cityscapes.datasets(args, cfg, rt, MODEL_DIR)
         if sets is None:  # --check-data
             return None
-        evaluate = (None if sets.val is None else
-                    Evaluator(sets.val, cfg, rt, cityscapes.CLASSES, cityscapes.PALETTE,
-                              args.show_dir, args.prof_test))
+        evaluate = evaluator_for(sets, cfg, rt, cityscapes, args)
 
         ## model: image cascade (1, 1/2, 1/4) over a dilated ResNetV1c-50, cascade feature
         ## fusion neck, FCN decode head, two auxiliary heads
@@ -59,10 +55,7 @@ def main(argv=None):
         weights, ignore = cfg["loss"]["weights"], cfg["data"]["ignore_index"]
 
         ## optimizer: SGD on all parameters; lr = poly decay (closed form, per iteration)
-        optim = cfg["optim"]
-        optimizer = torch.optim.SGD(model.parameters(), lr=optim["lr"],
-                                    momentum=optim["momentum"],
-                                    weight_decay=optim["weight_decay"])
+        optimizer = training.sgd(model.parameters(), cfg["optim"])
         lr_of = schedule_from_config(cfg, training.iters_per_epoch(sets.train, cfg, rt))
 
         ## train loop

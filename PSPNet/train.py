@@ -15,11 +15,9 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
-
 from common import cli, training  # noqa: E402
 from common.errors import user_errors  # noqa: E402
-from common.evaluation import Evaluator, evaluate_checkpoint  # noqa: E402
+from common.evaluation import evaluate_checkpoint, evaluator_for  # noqa: E402
 from common.losses import heads_cross_entropy  # noqa: E402
 from common.lr_schedule import schedule_from_config, set_lr  # noqa: E402
 from PSPNet import voc  # noqa: E402
@@ -39,9 +37,7 @@ def main(argv=None):
         sets = voc.datasets(args, cfg, rt)
         if sets is None:  # --check-data
             return None
-        evaluate = (None if sets.val is None else
-                    Evaluator(sets.val, cfg, rt, voc.CLASSES, voc.PALETTE,
-                              args.show_dir, args.prof_test))
+        evaluate = evaluator_for(sets, cfg, rt, voc, args)
 
         ## model: dilated ResNetV1c-50, pyramid pooling head, auxiliary FCN head on stage 3
         model = PSPNet(**cfg["model"])
@@ -54,10 +50,7 @@ def main(argv=None):
         weights, ignore = cfg["loss"]["weights"], cfg["data"]["ignore_index"]
 
         ## optimizer: SGD on all parameters; lr = poly decay (closed form, per iteration)
-        optim = cfg["optim"]
-        optimizer = torch.optim.SGD(model.parameters(), lr=optim["lr"],
-                                    momentum=optim["momentum"],
-                                    weight_decay=optim["weight_decay"])
+        optimizer = training.sgd(model.parameters(), cfg["optim"])
         lr_of = schedule_from_config(cfg, training.iters_per_epoch(sets.train, cfg, rt))
 
         ## train loop

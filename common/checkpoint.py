@@ -188,6 +188,9 @@ def _load_openmmlab(data, path, what):
         raise UserError(f"{what} {path} is not a checkpoint dictionary")
     kept = {k: v for k, v in obj.items() if k not in OPENMMLAB_ONLY}
     kept["openmmlab_dropped"] = sorted(set(obj) & set(OPENMMLAB_ONLY))
+    meta = kept.get("meta")
+    if isinstance(meta, dict) and "iteration" not in meta:  # mmengine counts in ``iter``
+        kept["meta"] = {**meta, "iteration": int(meta.get("iter", 0))}
     return kept
 
 

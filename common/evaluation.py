@@ -137,6 +137,15 @@ class Evaluator:
             writer.writerow(["mean", f"{metrics['mIoU']:.2f}", f"{metrics['mAcc']:.2f}"])
 
 
+def evaluator_for(sets, cfg, rt, dataset, args):
+    """The :class:`Evaluator` of the run's val set (None when the run does not validate);
+    ``dataset`` is the dataset module (its ``CLASSES`` and ``PALETTE``)."""
+    if sets.val is None:
+        return None
+    return Evaluator(sets.val, cfg, rt, dataset.CLASSES, dataset.PALETTE, args.show_dir,
+                     args.prof_test)
+
+
 def checkpoint_to_evaluate(checkpoint, cfg, rt, model_dir):
     """``--checkpoint``, else the config's ``paths.ckpt_path``, else the work dir's latest."""
     path = (checkpoint or config_path_value(cfg, "ckpt_path", model_dir)

@@ -38,16 +38,20 @@ def load_for_inference(network, name, checkpoint, config_path=None, device="cpu"
     return model.to(device).eval(), cfg
 
 
-def checkpoint_named_by(config_path, network, model_dir):
-    """The checkpoint a seed-style config names: ``paths.ckpt_path``, else the newest one in
-    ``paths.ckpt_dir`` (relative paths are relative to ``model_dir``); None when neither
-    gives one (ICNet's ``icnet_eval.yaml``: ``python3 pth2onnx.py`` with no argument)."""
+def checkpoint_named_by(checkpoint, config_path, network, model_dir):
+    """``checkpoint`` when given, else the one a seed-style config names: ``paths.ckpt_path``,
+    else the newest in ``paths.ckpt_dir`` (relative to ``model_dir``); ICNet's
+    ``python3 pth2onnx.py`` / ``demo.py`` without arguments. None of them: a one-line error."""
+    if checkpoint:
+        return checkpoint
     cfg = load_config(config_path, model=network)
-    named = config_path_value(cfg, "ckpt_path", model_dir)
-    if named:
-        return named
     folder = config_path_value(cfg, "ckpt_dir", model_dir)
-    return latest_checkpoint(folder) if folder else None
+    named = config_path_value(cfg, "ckpt_path", model_dir) or (
+        latest_checkpoint(folder) if folder else None)
+    if named is None:
+        raise UserError(f"no checkpoint: pass --checkpoint, set paths.ckpt_path in "
+                        f"{config_path}, or train first so that its ckpt_dir holds one")
+    return named
 
 
 @dataclass(frozen=True)

@@ -142,6 +142,13 @@ def lock_work_dir(work_dir):
     return lock
 
 
+def sgd(params, optim):
+    """SGD with the recipe's ``optim`` lr, momentum and weight decay; ``params`` may be
+    parameter groups (each may carry an ``lr_mult`` that ``set_lr`` applies)."""
+    return torch.optim.SGD(params, lr=optim["lr"], momentum=optim["momentum"],
+                           weight_decay=optim["weight_decay"])
+
+
 def load_pretrained(backbone, path, rt):
     """``--pretrained``: ImageNet ResNet weights into ``backbone``; the report goes to the log."""
     rt.log(load_pretrained_backbone(backbone, path).summary())
@@ -169,7 +176,7 @@ def to_sync_bn(model, rt):
 
 def restore(model, optimizer, rt, path):
     """Resume: weights, optimizer, scaler, RNG; returns the iteration to continue from. An
-    mmengine Runner checkpoint (mmseg 1.x) gives its weights, ``meta.iter`` and, when it fits
+    mmengine Runner checkpoint (mmseg 1.x) gives its weights, its iteration and, when it fits
     this optimizer's parameter groups, its optimizer state."""
     amp, log = rt.amp, rt.log
     ckpt = load_model_weights(model, path, rt.name)
@@ -177,18 +184,17 @@ def restore(model, optimizer, rt, path):
     if missing:
         raise UserError(f"{path} holds weights only (no {', '.join(missing)}), so it cannot be "
                         "resumed; pass it as --load-from instead")
-    meta = ckpt["meta"]
-    if "iteration" not in meta and "openmmlab_dropped" in ckpt:
+    if "openmmlab_dropped" in ckpt:  # mmseg 1.x training: its optimizer may not fit ours
         try:
             optimizer.load_state_dict(ckpt["optimizer"])
         except (ValueError, KeyError) as exc:
             log(f"{path}: its optimizer state does not fit this optimizer ({exc}); the "
                 "optimizer starts fresh")
-        return int(meta.get("iter", 0))
+        return int(ckpt["meta"]["iteration"])
     optimizer.load_state_dict(ckpt["optimizer"])
     amp.load_state_dict(ckpt.get("scaler", {}))
     restore_rng(ckpt.get("rng", {}), rt)
-    return int(meta["iteration"])
+    return int(ckpt["meta"]["iteration"])
 
 
 def rng_state(rt):
