@@ -13,9 +13,7 @@ replaced by inert stand-ins (:func:`load_file`), so no code from a file ever run
 import hashlib
 import io
 import os
-import pickle
 import tempfile
-import zipfile
 
 import torch
 
@@ -117,12 +115,19 @@ def list_checkpoints(work_dir):
 
 
 def latest_checkpoint(work_dir):
-    """Path named by ``latest`` (or None when the work dir holds no complete checkpoint)."""
+    """Path named by ``latest`` (or None when the work dir holds no complete checkpoint). The
+    pointer is data, not a path: only an ``iter_<N>.pth`` file name inside the work dir counts,
+    so a damaged or hostile pointer (``../..``, an absolute path, binary junk) is ignored and
+    the caller falls back to the newest ``iter_*.pth``."""
     pointer = os.path.join(work_dir, LATEST)
     if not os.path.isfile(pointer):
         return None
-    with open(pointer) as f:
-        path = os.path.join(work_dir, f.read().strip())
+    with open(pointer, "rb") as f:
+        name = f.read(256).decode("ascii", "replace").strip()
+    stem = name[len("iter_"):-len(".pth")] if name.endswith(".pth") else ""
+    if not (name.startswith("iter_") and stem.isdigit() and stem.isascii()):
+        return None
+    path = os.path.join(work_dir, name)
     return path if os.path.isfile(path) else None
 
 
@@ -132,6 +137,12 @@ def resumable_checkpoints(work_dir):
     latest = latest_checkpoint(work_dir)
     others = [p for p in reversed(list_checkpoints(work_dir)) if p != latest]
     return ([latest] if latest else []) + others
+
+
+def newest_checkpoint(work_dir):
+    """The checkpoint ``latest`` names, else the newest ``iter_*.pth`` (None: there is none)."""
+    found = resumable_checkpoints(work_dir)
+    return found[0] if found else None
 
 
 def _read_verified(path, what):
@@ -202,8 +213,7 @@ def load_file(path, what="checkpoint"):
     data = _read_verified(path, what)
     try:
         return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError,
-            ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - garbage bytes raise anything from the unpickler
         if "weights_only" in str(exc) or "Unsupported global" in str(exc):
             return _load_openmmlab(data, path, what)
         raise CorruptCheckpoint(f"{what} {path} is truncated or corrupted ({first_line(exc)}); "

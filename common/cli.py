@@ -124,10 +124,24 @@ FLAG_TO_KEY = {"batch_size": "data.batch_size", "max_iters": "schedule.max_iters
                "warm_up_epochs": "schedule.warmup_epochs"}
 
 
+INPUT_FILES = {"resume_from": "--resume-from", "load_from": "--load-from",
+               "pretrained": "--pretrained"}
+
+
+def check_input_files(args):
+    """The weight files the flags name exist, before any work starts."""
+    for attr, flag in INPUT_FILES.items():
+        path = getattr(args, attr)
+        if path and not os.path.isfile(path):
+            problem = "is not a file" if os.path.exists(path) else "does not exist"
+            raise UserError(f"{flag} {path} {problem}; check the path")
+
+
 def resolve_config(args, model_dir, recipe, smoke_recipe, model, own=None):
     """(resolved config, its path): ``--config``, else ``configs/<recipe>`` with
     ``--data_path`` and ``configs/<smoke_recipe>`` (synthetic data) without; then
     ``--cfg-options`` and the flags on top."""
+    check_input_files(args)
     default = recipe if args.data_path else smoke_recipe
     path = args.config or os.path.join(model_dir, "configs", default)
     overrides = [parse_cfg_option(o) for o in args.cfg_options]

@@ -77,7 +77,9 @@ NON_NEGATIVE = {"data.num_workers", "optim.momentum", "optim.weight_decay",
 CHOICES = {"runtime.opt_level": ("O0", "O1", "O2"), "eval.mode": ("whole", "slide"),
            "runtime.nan_policy": ("stop", "skip")}
 INFERENCE_LENIENT = ("loss", "optim")  # sections only training reads
-POSITIVE_PAIRS = {"eval.crop_size", "eval.stride"}
+POSITIVE_PAIRS = {"eval.crop_size", "eval.stride", "data.crop_size", "data.scale",
+                  "data.test_scale", "data.ratio_range"}
+FRACTIONS = {"data.flip_prob", "data.cat_max_ratio", "schedule.warmup_ratio"}  # within [0, 1]
 NULLABLE = {"data.test_scale", "paths.cityscapes_root", "paths.ckpt_dir", "paths.ckpt_path"}
 
 
@@ -118,8 +120,13 @@ def _check_value(dotted, default, value):
                         + f", got {value!r}")
     if dotted in POSITIVE and not value > 0:
         raise UserError(f"config key {dotted} must be > 0, got {value}")
-    if dotted in POSITIVE_PAIRS and not all(isinstance(v, int) and v > 0 for v in value):
-        raise UserError(f"config key {dotted} must be two positive integers (h, w), got {value}")
+    if dotted in POSITIVE_PAIRS:
+        kind = (int, float) if dotted == "data.ratio_range" else int
+        if not all(isinstance(v, kind) and not isinstance(v, bool) and v > 0 for v in value):
+            raise UserError(f"config key {dotted} must be two positive "
+                            f"{'numbers' if kind != int else 'integers'}, got {value}")
+    if dotted in FRACTIONS and not 0 <= value <= 1:
+        raise UserError(f"config key {dotted} must be within [0, 1], got {value}")
     if dotted in NON_NEGATIVE and value < 0:
         raise UserError(f"config key {dotted} must be >= 0, got {value}")
     if dotted in CHOICES and value not in CHOICES[dotted]:
@@ -136,25 +143,42 @@ def _check_loss_weights(value):
                         f"{value!r}")
 
 
-def _read_yaml(path, seen=()):
+def _read_yaml(path, seen=(), included_by=None):
+    """The mapping of a YAML recipe with its ``_base_`` files merged in (``included_by``: the
+    file whose ``_base_`` names ``path``, for the error message)."""
+    where = f"_base_ {path} (named in {included_by})" if included_by else f"config {path}"
     if not os.path.isfile(path):
-        raise UserError(f"config {path} does not exist; pass one of the model's configs/*.yaml")
-    with open(path) as f:
-        try:
-            data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as exc:
-            raise UserError(f"config {path} is not valid YAML ({str(exc).splitlines()[0]})")
+        raise UserError(f"{where} " + ("is not a file" if os.path.exists(path) else
+                                        "does not exist") +
+                        "; pass one of the model's configs/*.yaml")
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8")
+        data = yaml.safe_load(text)
+    except UnicodeDecodeError:
+        raise UserError(f"{where} is not a text file (not UTF-8); pass a YAML recipe") from None
+    except yaml.YAMLError as exc:
+        raise UserError(f"{where} is not valid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        raise UserError(f"{where} is empty; write the recipe into it or pass another config "
+                        "(an empty file would silently train the defaults)")
     if not isinstance(data, dict):
-        raise UserError(f"config {path} must be a mapping of sections")
+        raise UserError(f"{where} must be a mapping of sections (section: {{key: value}}), "
+                        f"not a {type(data).__name__}")
     bases = data.pop("_base_", None)
     if bases is None:
         return data
+    if isinstance(bases, str):
+        bases = [bases]
+    if not (isinstance(bases, list) and bases and all(isinstance(b, str) for b in bases)):
+        raise UserError(f"{where}: _base_ must be a file name or a list of file names, got "
+                        f"{bases!r}")
     merged = {}
-    for base in [bases] if isinstance(bases, str) else bases:
+    for base in bases:
         base_path = os.path.join(os.path.dirname(path), base)
-        if os.path.abspath(base_path) in seen:
-            raise UserError(f"config {path} includes itself through _base_")
-        _merge_into(merged, _read_yaml(base_path, seen + (os.path.abspath(path),)))
+        if os.path.abspath(base_path) in seen + (os.path.abspath(path),):
+            raise UserError(f"{where} includes itself through _base_ ({base}); remove the cycle")
+        _merge_into(merged, _read_yaml(base_path, seen + (os.path.abspath(path),), path))
     return _merge_into(merged, data)
 
 
@@ -213,7 +237,23 @@ def validate(cfg, model=None, own=None):
                 _check_loss_weights(value)
             elif known[section][key] is not None and not isinstance(known[section][key], dict):
                 _check_value(f"{section}.{key}", known[section][key], value)
+    _check_relations(cfg)
     return cfg
+
+
+def _check_relations(cfg):
+    """Values that are each valid but not together."""
+    low, high = cfg.get("data", {}).get("ratio_range", (1, 1))
+    if low > high:
+        raise UserError(f"config key data.ratio_range must be [low, high] with low <= high, got "
+                        f"{[low, high]}")
+    evaluation = cfg.get("eval", {})
+    crop, stride = evaluation.get("crop_size"), evaluation.get("stride")
+    slide = evaluation.get("mode") == "slide"
+    if slide and crop and stride and any(s > c for s, c in zip(stride, crop)):
+        raise UserError(f"slide stride {stride} is larger than the slide crop {crop}: pixels "
+                        "between windows would get no prediction; use a stride <= the crop "
+                        "(eval.stride / --slide-stride)")
 
 
 def config_path_value(cfg, key, base_dir):

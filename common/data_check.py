@@ -1,7 +1,8 @@
 """Dataset validation: every problem of a split at once, with file names.
 
 Checked: images without labels and labels without images (or ids of a VOC list without
-files), files that cannot be decoded, image/label size mismatches, label values outside
+files), paths that are no regular file (a dangling symlink, a FIFO, a folder: never opened, so
+a FIFO cannot block the check), files that cannot be decoded, image/label size mismatches, label values outside
 ``0..num_classes-1`` and not the ignore index. ``train.py --check-data`` prints the report;
 every training run checks its splits at start and refuses to train on a broken dataset. A
 split that passed is remembered (by its files' paths, sizes and modification times, under
@@ -10,6 +11,7 @@ split that passed is remembered (by its files' paths, sizes and modification tim
 import hashlib
 import json
 import os
+import stat
 import sys
 from multiprocessing import Pool
 
@@ -18,6 +20,7 @@ from tqdm import tqdm
 
 from common.datasets import read_image, read_label
 from common.errors import UserError
+from common.stop_signals import ignore_stop_signals
 from common.cache import cache_dir
 
 SHOWN = 20           # problems printed before "... and N more"
@@ -49,6 +52,19 @@ def check_pair(job):
     return found
 
 
+def not_a_file(path):
+    """Why ``path`` cannot be read as a data file, or None when it is a regular file."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        if os.path.islink(path):
+            return f"{path} is a dangling symlink (to {os.readlink(path)})"
+        return f"{path} does not exist"
+    except OSError as exc:
+        return f"{path} cannot be read ({exc.strerror})"
+    return None if stat.S_ISREG(mode) else f"{path} is not a regular file"
+
+
 def _signature(pairs, num_classes, ignore_index):
     digest = hashlib.sha256(f"{num_classes}/{ignore_index}".encode())
     for pair in pairs:
@@ -64,25 +80,26 @@ def scan_split(cfg, root, split, pairs, problems, workers=1, use_cache=True):
     these files, sizes and mtimes found none)."""
     data = cfg["data"]
     problems = list(problems)
+    unreadable = {p: why for pair in pairs for p in pair if (why := not_a_file(p))}
+    problems += unreadable.values()
+    pairs = [pair for pair in pairs if not any(p in unreadable for p in pair)]
     marker = os.path.join(cache_dir(), "data_checks",
                           _signature(pairs, data["num_classes"], data["ignore_index"]))
     if use_cache and not problems and os.path.isfile(marker):
         return []
     jobs = [(i, l, data["num_classes"], data["ignore_index"]) for i, l in pairs]
-    progress = tqdm(total=len(jobs), desc=f"data check ({split})", file=sys.stderr,
-                    mininterval=2.0, disable=len(jobs) < PARALLEL_FROM)
-    if len(jobs) >= PARALLEL_FROM and workers > 1:
-        with Pool(workers) as pool:
-            results = []
-            for found in pool.imap(check_pair, jobs, chunksize=8):
-                results.append(found)
+    results = []
+    with tqdm(total=len(jobs), desc=f"data check ({split})", file=sys.stderr,
+              mininterval=2.0, disable=len(jobs) < PARALLEL_FROM) as progress:
+        if len(jobs) >= PARALLEL_FROM and workers > 1:
+            with Pool(workers, ignore_stop_signals) as pool:
+                for found in pool.imap(check_pair, jobs, chunksize=8):
+                    results.append(found)
+                    progress.update(1)
+        else:
+            for job in jobs:
+                results.append(check_pair(job))
                 progress.update(1)
-    else:
-        results = []
-        for job in jobs:
-            results.append(check_pair(job))
-            progress.update(1)
-    progress.close()
     problems += [line for found in results for line in found]
     if not problems:
         os.makedirs(os.path.dirname(marker), exist_ok=True)

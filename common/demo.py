@@ -75,6 +75,8 @@ def demo_parser(name, checkpoint_help=None, input_help=None):
 def check_demo_args(args):
     if not 0 <= args.opacity <= 1:
         raise UserError(f"--opacity must be within [0, 1], got {args.opacity}")
+    if os.path.exists(args.out_dir) and not os.path.isdir(args.out_dir):
+        raise UserError(f"--out-dir {args.out_dir} is a file; pass a folder (made if missing)")
 
 
 def run_demo(model, cfg, images, label_paths, palette, args, device):

@@ -50,8 +50,11 @@ def env_dist_info():
     distributed run: it would wait for peers that never come."""
     if "WORLD_SIZE" in os.environ:
         world, rank = _env_int("WORLD_SIZE", 1), _env_int("RANK", 0)
-    elif "RANK_SIZE" in os.environ and "RANK_ID" in os.environ:
-        world, rank = _env_int("RANK_SIZE", 1), _env_int("RANK_ID", 0)
+    elif "RANK_SIZE" in os.environ:
+        world = _env_int("RANK_SIZE", 1)  # checked even where it is not used
+        if "RANK_ID" not in os.environ:
+            return DistInfo()
+        rank = _env_int("RANK_ID", 0)
     else:
         return DistInfo()
     local = _env_int("LOCAL_RANK", rank)

@@ -18,7 +18,7 @@ import torch
 from tqdm import tqdm
 
 from common import distributed
-from common.checkpoint import latest_checkpoint, load_model_weights
+from common.checkpoint import load_model_weights, newest_checkpoint
 from common.config import config_path_value
 from common.device import synchronize
 from common.errors import UserError
@@ -149,7 +149,7 @@ def evaluator_for(sets, cfg, rt, dataset, args):
 def checkpoint_to_evaluate(checkpoint, cfg, rt, model_dir):
     """``--checkpoint``, else the config's ``paths.ckpt_path``, else the work dir's latest."""
     path = (checkpoint or config_path_value(cfg, "ckpt_path", model_dir)
-            or latest_checkpoint(rt.work_dir))
+            or newest_checkpoint(rt.work_dir))
     if path is None:
         raise UserError(f"--eval-only needs --checkpoint (no checkpoint in {rt.work_dir})")
     return path

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import torch
 
-from common.errors import ArgParser, UserError
+from common.errors import ArgParser, UserError, check_output_path
 from common.fuse import fold_batchnorm
 
 
@@ -78,10 +78,21 @@ def export_parser(name, input_name="input", checkpoint_help=None):
 
 def check_export_args(args):
     """The export flags' values, before the checkpoint is read."""
-    if args.opset < 11:
-        raise UserError(f"--opset {args.opset} is too old; use 11 or newer")
+    newest = max_opset()
+    if not 11 <= args.opset <= newest:
+        raise UserError(f"--opset {args.opset} is not supported: this exporter writes opsets 11 "
+                        f"to {newest} (11 for Ascend ATC)")
     if args.batch < 1 or min(args.input_shape) < 32:
         raise UserError("--batch must be >= 1 and --input-shape at least 32x32")
+    if not args.tolerance > 0:
+        raise UserError(f"--tolerance must be > 0, got {args.tolerance}")
+    check_output_path(args.output, "--output")
+
+
+def max_opset():
+    """The newest opset torch's TorchScript exporter writes (20 in torch 2.5 to 2.13)."""
+    from torch.onnx import _constants  # private; the fallback covers its absence
+    return getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 17)
 
 
 def export_checked(model, args):

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from common.checkpoint import apply_weights, latest_checkpoint, load_file
+from common.checkpoint import apply_weights, load_file, newest_checkpoint
 from common.config import config_path_value, load_config, validate
 from common.errors import UserError
 from common.layers import resize
@@ -47,7 +47,7 @@ def checkpoint_named_by(checkpoint, config_path, network, model_dir):
     cfg = load_config(config_path, model=network)
     folder = config_path_value(cfg, "ckpt_dir", model_dir)
     named = config_path_value(cfg, "ckpt_path", model_dir) or (
-        latest_checkpoint(folder) if folder else None)
+        newest_checkpoint(folder) if folder else None)
     if named is None:
         raise UserError(f"no checkpoint: pass --checkpoint, set paths.ckpt_path in "
                         f"{config_path}, or train first so that its ckpt_dir holds one")

@@ -56,7 +56,8 @@ class StopRequest:
 
 
 def ignore_stop_signals(_worker_id=None):
-    """DataLoader ``worker_init_fn``: leave Ctrl-C (SIGINT) to the main process. SIGTERM keeps
+    """DataLoader ``worker_init_fn`` and process-pool initializer: leave Ctrl-C (SIGINT) to the
+    main process (a worker would print its own traceback). SIGTERM keeps
     its default: multiprocessing terminates workers with it at exit, so ignoring it would hang
     an exiting process (after an error in the run) for ever."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -86,11 +86,12 @@ def start(name, args, cfg, config_path, model_dir):
     device = select_device(args.device, info.local_rank, args.device_list)
     work_dir = work_dir_for(args, cfg, config_path, model_dir)
     trains = not (args.eval_only or args.check_data or getattr(args, "format_only", False))
-    lock = lock_work_dir(work_dir) if trains and info.is_main else None
     log_path = (args.log_file or os.path.join(work_dir, "train_rank{rank}.log")).replace(
         "{rank}", str(info.rank))
     log = RunLogger(log_path, echo=info.is_main)
+    lock = WorkDirLock(work_dir) if trains and info.is_main else None
     scalars = None
+    succeeded = False
     try:
         distributed.init_distributed(info, device.type)
         distributed.check_same_config(cfg, info)
@@ -104,6 +105,7 @@ def start(name, args, cfg, config_path, model_dir):
         log(format_run(name, info.world_size, cfg["data"]["batch_size"],
                        cfg["schedule"]["max_iters"]))
         yield Runtime(name, device, info, amp, work_dir, log, scalars)
+        succeeded = True
     except RuntimeError as exc:
         if info.enabled and distributed.is_peer_failure(exc):
             raise distributed.peer_failure(exc, info.rank) from None
@@ -112,34 +114,57 @@ def start(name, args, cfg, config_path, model_dir):
         if scalars is not None:
             scalars.close()
         distributed.shutdown()
-        log.close()
+        log.close(succeeded)
         if lock is not None:
-            lock.close()  # releases the work dir
+            lock.release()
 
 
-def lock_work_dir(work_dir):
-    """Hold ``<work_dir>/.lock`` (an exclusive flock, released when the process ends) for a
-    training run, so that a second run on the same work dir stops at once, naming the first,
-    instead of writing over its checkpoints and log. Returns the open lock file."""
-    try:
-        os.makedirs(work_dir, exist_ok=True)
-        lock = open(os.path.join(work_dir, ".lock"), "a+")
-    except OSError as exc:
-        raise UserError(f"cannot use work dir {work_dir} ({exc.strerror}); pass a writable "
-                        "--work-dir") from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.seek(0)
-        holder = lock.read().strip() or "another process"
-        lock.close()
-        raise UserError(f"work dir {work_dir} is in use by a running training ({holder}); wait "
-                        "for it to finish or pass another --work-dir") from None
-    lock.seek(0)
-    lock.truncate()
-    lock.write(f"pid {os.getpid()}: {' '.join(sys.argv)}\n")
-    lock.flush()
-    return lock
+class WorkDirLock:
+    """``<work_dir>/.lock`` held (exclusive flock) by a training run, so that a second run on
+    the same work dir stops at once, naming the first, instead of writing over its checkpoints
+    and log. The file names the holder and is removed on release (a work dir holds no trace
+    of a run that was refused); the lock itself ends with the process, however it ends."""
+
+    def __init__(self, work_dir):
+        self.path = os.path.join(work_dir, ".lock")
+        try:
+            os.makedirs(work_dir, exist_ok=True)
+            while True:
+                self._file = open(self.path, "a+")
+                self._acquire(work_dir)
+                if self._is_current():
+                    break
+                self._file.close()  # the holder removed this file while we waited: retry
+        except OSError as exc:
+            raise UserError(f"cannot use work dir {work_dir} ({exc.strerror}); pass a writable "
+                            "--work-dir") from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(f"pid {os.getpid()}: {' '.join(sys.argv)}\n")
+        self._file.flush()
+
+    def _acquire(self, work_dir):
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise UserError(f"work dir {work_dir} is in use by a running training ({holder}); "
+                            "wait for it to finish or pass another --work-dir") from None
+
+    def _is_current(self):
+        try:
+            return os.stat(self.path).st_ino == os.fstat(self._file.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
+    def release(self):
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass
+        self._file.close()
 
 
 def sgd(params, optim):
@@ -376,6 +401,7 @@ class TrainLoop:
             if self.validate:
                 self.metrics = self.evaluate(self.model, self.start)
             return
+        rt.log.commit()  # the run has started: its log goes to the file from here on
         normalize = Normalize()
         augment = DeviceAugment(cfg["data"]) if cfg["data"]["device_augment"] else None
         loader_iter = iter(build_train_loader(self.train_set, cfg, rt, self.start))

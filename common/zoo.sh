@@ -231,8 +231,12 @@ zoo_run() {
   if [ "$status" -ne 0 ]; then
     rm -rf "$out.failed"
     mv "$run_dir" "$out.failed"
-    tail -n 5 "$out.failed/$(basename "$log")" >&2
-    echo "error: $Network run failed (exit $status); log: $out.failed/$(basename "$log");" \
+    log="$out.failed/$(basename "$log")"
+    # the trainer's own one-line error, when it gave one, leads this script's error line
+    local reason
+    reason="$(grep '^error: ' "$log" | tail -n 1)" || true
+    if [ -z "$reason" ]; then tail -n 5 "$log" >&2; fi
+    echo "error: ${reason:+${reason#error: }; }$Network run failed (exit $status); log: $log;" \
          "the previous outputs in $out are untouched" >&2
     exit "$status"
   fi

@@ -71,7 +71,7 @@ def test_bad_override_and_missing_file(tmp_path):
         load_config(str(tmp_path / "nope.yaml"))
     with pytest.raises(UserError, match="section.key=value"):
         parse_cfg_option("data.batch_size")
-    path = write(tmp_path, "")
+    path = write(tmp_path, "data:\n  batch_size: 2\n")
     with pytest.raises(UserError, match="data.batch_size must be > 0"):
         load_config(path, [("data.batch_size", -2)], BiSeNetV1)
 

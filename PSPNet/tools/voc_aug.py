@@ -17,7 +17,8 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from common.checkpoint import atomic_write_bytes  # noqa: E402
-from common.errors import ArgParser, UserError, user_errors  # noqa: E402
+from common.errors import ArgParser, UserError, first_line, user_errors  # noqa: E402
+from common.stop_signals import ignore_stop_signals  # noqa: E402
 from PSPNet.voc import read_list, save_palette_png, voc2012_dir  # noqa: E402
 
 
@@ -29,7 +30,7 @@ def _convert_mat(job):
     try:
         mask = scipy.io.loadmat(mat_path)["GTcls"][0]["Segmentation"][0]
     except Exception as exc:
-        raise UserError(f"cannot read SBD annotation {mat_path} ({exc}); is it an SBD "
+        raise UserError(f"cannot read SBD annotation {mat_path} ({first_line(exc)}); is it an SBD "
                         "cls/*.mat file?") from None
     save_palette_png(out_path, np.asarray(mask, dtype=np.uint8))
     return True
@@ -52,7 +53,7 @@ def convert_sbd(devkit, aug_root, nproc=1):
     if not mats:
         raise UserError(f"no .mat files in {cls_dir}; is this SBD's benchmark_RELEASE?")
     jobs = [(os.path.join(cls_dir, f), os.path.join(out_dir, f[:-4] + ".png")) for f in mats]
-    with Pool(nproc) if nproc > 1 else _Serial() as pool:
+    with Pool(nproc, ignore_stop_signals) if nproc > 1 else _Serial() as pool:
         converted = sum(pool.map(_convert_mat, jobs))
     lists = os.path.join(voc, "ImageSets", "Segmentation")
     sbd = (read_list(os.path.join(aug_root, "dataset", "train.txt"), "is this SBD?")

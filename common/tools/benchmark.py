@@ -35,13 +35,14 @@ if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from common.amp import MixedPrecision  # noqa: E402
+from common.checkpoint import atomic_write_bytes  # noqa: E402
 from common.config import load_config  # noqa: E402
 from common.datasets import PadCollate, SegDataset, read_image  # noqa: E402
 from common.device import DEVICE_CHOICES, select_device, synchronize  # noqa: E402
 from common.device_augment import DeviceAugment, list_collate  # noqa: E402
 from common.losses import heads_cross_entropy  # noqa: E402
 from common.training import device_batch  # noqa: E402
-from common.errors import ArgParser, UserError, user_errors  # noqa: E402
+from common.errors import ArgParser, UserError, check_output_path, user_errors  # noqa: E402
 from common.fuse import fast_inference_model  # noqa: E402
 from common.cache import cache_dir  # noqa: E402
 from common.transforms import Normalize, build_train_pipeline  # noqa: E402
@@ -369,6 +370,13 @@ def main(argv=None):
         raise UserError(f"--only {','.join(unknown)} is unknown; use {','.join(SECTIONS)}")
     if args.batch < 1 or args.iters < 1 or args.warmup < 0 or min(args.crop) < 32:
         raise UserError("--batch and --iters must be >= 1, --warmup >= 0, --crop >= 32x32")
+    if args.infer_size and min(args.infer_size) < 32:
+        raise UserError(f"--infer-size {args.infer_size[0]} {args.infer_size[1]} is too small; "
+                        "use at least 32 32")
+    if args.workers is not None and args.workers < 0:
+        raise UserError(f"--workers must be >= 0, got {args.workers}")
+    if args.json:
+        check_output_path(args.json, "--json")
     spec = load_target(args.model)
     cfg = target_config(spec, args.config)
     device = select_device(args.device)
@@ -406,8 +414,7 @@ def main(argv=None):
               "rows": [dict(zip(("section", "variant", "images_per_s", "ratio"), r))
                        for r in rows], **extra}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(record, f, indent=1)
+        atomic_write_bytes(args.json, lambda f: f.write(json.dumps(record, indent=1).encode()))
     return record
 
 

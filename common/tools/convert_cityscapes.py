@@ -3,7 +3,7 @@
     python -m common.tools.convert_cityscapes /data/cityscapes --nproc 8
 
 Uses the official mapping (19 train classes, everything else 255). Idempotent: files whose
-trainIds output already exists are skipped; each output is written atomically, so an
+trainIds output already exists (one channel, the source's size) are skipped; each output is written atomically, so an
 interrupted run leaves no half file and can simply be run again.
 """
 import glob
@@ -19,21 +19,47 @@ if __package__ in (None, ""):
 
 from common.checkpoint import atomic_write_bytes  # noqa: E402
 from common.cityscapes import train_id_lut  # noqa: E402
-from common.errors import ArgParser, UserError, user_errors  # noqa: E402
+from common.errors import ArgParser, UserError, first_line, user_errors  # noqa: E402
+from common.stop_signals import ignore_stop_signals  # noqa: E402
 
 SOURCE_SUFFIX = "_gtFine_labelIds.png"
 TARGET_SUFFIX = "_gtFine_labelTrainIds.png"
 _LUT = train_id_lut()
 
 
+def read_label_ids(src):
+    """A ``*_labelIds.png`` as a uint8 array; a file that is damaged or not 8-bit single
+    channel (an RGB ``*_color.png`` renamed, a 16-bit export) is a one-line error."""
+    try:
+        with Image.open(src) as im:
+            mode = im.mode
+            label_ids = np.array(im)
+    except (OSError, SyntaxError, ValueError) as exc:  # what Pillow raises for damaged files
+        raise UserError(f"cannot decode labelIds file {src} ({first_line(exc)}); re-extract "
+                        "gtFine from the Cityscapes archive") from None
+    if mode != "L":
+        raise UserError(f"labelIds file {src} has image mode {mode}, not L (8-bit, one "
+                        "channel): it is not an official *_gtFine_labelIds.png; re-extract "
+                        "gtFine from the Cityscapes archive")
+    return label_ids
+
+
+def up_to_date(dst, src):
+    """An existing output that fits its source (one channel, same size); one left by an
+    earlier run on a bad source is written again."""
+    try:
+        with Image.open(dst) as out, Image.open(src) as inp:
+            return out.mode == "L" and out.size == inp.size
+    except (OSError, SyntaxError, ValueError):
+        return False
+
+
 def convert_file(src):
     """Write the trainIds PNG next to ``src``; return True when a file was written."""
     dst = src[:-len(SOURCE_SUFFIX)] + TARGET_SUFFIX
-    if os.path.exists(dst):
+    if os.path.exists(dst) and up_to_date(dst, src):
         return False
-    with Image.open(src) as im:
-        label_ids = np.array(im)
-    train_ids = Image.fromarray(_LUT[label_ids])
+    train_ids = Image.fromarray(_LUT[read_label_ids(src)])
     atomic_write_bytes(dst, lambda f: train_ids.save(f, format="PNG"))
     return True
 
@@ -47,7 +73,7 @@ def convert_cityscapes(root, nproc=1):
     if not sources:
         raise UserError(f"no *{SOURCE_SUFFIX} files under {gt}; is this Cityscapes gtFine?")
     if nproc > 1:
-        with Pool(nproc) as pool:
+        with Pool(nproc, ignore_stop_signals) as pool:
             written = sum(pool.map(convert_file, sources, chunksize=16))
     else:
         written = sum(convert_file(s) for s in sources)

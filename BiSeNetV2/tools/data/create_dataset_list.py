@@ -31,9 +31,11 @@ def main(argv=None):
     if args.type != "cityscapes":
         raise UserError(f"--type {args.type} is not supported here; only cityscapes")
     root = os.path.abspath(args.dataset_root)
-    for split in SPLITS:
-        if not os.path.isdir(os.path.join(root, "leftImg8bit", split)):
-            continue
+    splits = [s for s in SPLITS if os.path.isdir(os.path.join(root, "leftImg8bit", s))]
+    if not splits:
+        raise UserError(f"dataset_root {root} has no leftImg8bit/train, val or test folder; "
+                        "pass the Cityscapes root")
+    for split in splits:
         lines = [f"{os.path.relpath(image, root)}{args.separator}{os.path.relpath(label, root)}\n"
                  for image, label in sorted(find_pairs(root, split))]
         atomic_write_bytes(os.path.join(root, f"{split}.txt"),
