@@ -84,8 +84,8 @@ def check_export_args(args):
                         f"to {newest} (11 for Ascend ATC)")
     if args.batch < 1 or min(args.input_shape) < 32:
         raise UserError("--batch must be >= 1 and --input-shape at least 32x32")
-    if not args.tolerance > 0:
-        raise UserError(f"--tolerance must be > 0, got {args.tolerance}")
+    if not args.tolerance >= 0:
+        raise UserError(f"--tolerance must be >= 0, got {args.tolerance}")
     check_output_path(args.output, "--output")
 
 
