@@ -58,7 +58,7 @@ def main(argv=None):
     with training.start(NAME, args, cfg, config_path, MODEL_DIR) as rt:
         ## dataset: Cityscapes labelTrainIds (synthetic without --data_path), checked at start
         sets = cityscapes.datasets(args, cfg, rt, MODEL_DIR)
-        if sets is None:  # --check-data
+        if sets is None:  # --check-data, --prepare-data
             return None
         evaluate = evaluator_for(sets, cfg, rt, cityscapes, args)
 

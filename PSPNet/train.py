@@ -35,7 +35,7 @@ def main(argv=None):
     with training.start(NAME, args, cfg, config_path, MODEL_DIR) as rt:
         ## dataset: VOC train + SBD aug, VOC val (synthetic without --data_path), checked at start
         sets = voc.datasets(args, cfg, rt)
-        if sets is None:  # --check-data
+        if sets is None:  # --check-data, --prepare-data
             return None
         evaluate = evaluator_for(sets, cfg, rt, voc, args)
 

@@ -94,6 +94,11 @@ def train_parser(name):
                         "last good checkpoint (default) or skip the step")
     p.add_argument("--check-data", "--check_data", dest="check_data", action="store_true",
                    help="scan the train and val sets, report every problem, and exit")
+    p.add_argument("--prepare-data", "--prepare_data", dest="prepare_data",
+                   action="store_true",
+                   help="decode the train and val sets once into the decoded-data cache "
+                        "($SEGZOO_DECODED; used automatically from then on) and exit; "
+                        "--workers processes, resumable")
     p.add_argument("--cfg-options", dest="cfg_options", nargs="+", default=[],
                    metavar="SECTION.KEY=VALUE", help="override any config value")
     return p

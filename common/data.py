@@ -5,9 +5,9 @@ import os
 from dataclasses import dataclass
 
 from common.config import config_path_value
-from common import distributed
+from common import decoded, distributed
 from common.data_check import SHOWN, check_dataset
-from common.datasets import SegDataset
+from common.datasets import SegDataset, image_size, read_image, read_label
 from common.errors import UserError
 from common.transforms import EvalResize, TTAResize, build_train_pipeline
 
@@ -39,7 +39,7 @@ def needed_splits(args, cfg):
     data = cfg["data"]
     if getattr(args, "format_only", False):  # the submission lists its split's frames itself
         return []
-    if args.check_data:
+    if args.check_data or args.prepare_data:
         return [data["train_split"], data["val_split"]]
     return ([] if args.eval_only else [data["train_split"]]) + (
         [data["val_split"]] if args.eval_only or not args.no_validate else [])
@@ -47,7 +47,8 @@ def needed_splits(args, cfg):
 
 def build_datasets(args, cfg, rt, root, listing):
     """Check the listed splits (all problems reported at once), then build the datasets;
-    with ``--check-data`` report and return None. With several processes rank 0 decodes and
+    with ``--check-data`` report and return None, with ``--prepare-data`` fill the decoded-data
+    cache (:mod:`common.decoded`) and return None. With several processes rank 0 decodes and
     checks every file and tells the others the outcome (one check per run, not one per rank)."""
     data, log = cfg["data"], rt.log
     workers = max(data["num_workers"], 1)
@@ -66,12 +67,30 @@ def build_datasets(args, cfg, rt, root, listing):
         log(f"--check-data: {sum(map(len, checked.values()))} image/label pairs of "
             f"{' and '.join(checked)} in {root} checked, no problems")
         return None
+    if args.prepare_data:
+        if rt.dist.is_main:
+            prepare_decoded(checked, max(data["num_workers"], 1), log)
+        return None
     train = val = None
     if data["train_split"] in checked:
         train = build_train_set(cfg, checked[data["train_split"]])
     if data["val_split"] in checked:
         val = build_val_set(cfg, checked[data["val_split"]])
     return Datasets(root, train, val)
+
+
+def prepare_decoded(checked, workers, log):
+    """``--prepare-data``: every image and label of the checked splits into the cache."""
+    files, sizes = [], []
+    for pairs in checked.values():
+        for image, label in pairs:
+            w, h = image_size(image, "image")
+            files += [(image, read_image), (label, read_label)]
+            sizes += [w * h * 3, w * h]
+    count, written = decoded.prepare(files, sizes, workers, log)
+    log(f"--prepare-data: {count} files decoded ({written / 1e9:.2f} GB) into "
+        f"{decoded.decoded_dir()}; training reads them from now on (a changed source file is "
+        "decoded from the file again)")
 
 
 def build_train_set(cfg, pairs):

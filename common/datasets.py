@@ -1,5 +1,6 @@
 """Dataset plumbing shared by Cityscapes and VOC: image/label pair lists, decoding with
-file-named errors, the infinite seeded sampler, collation.
+file-named errors (or reading the decoded-data cache, :mod:`common.decoded`, where it holds a
+file), the infinite seeded sampler, collation.
 
 Training items are addressed as ``dataset[(index, seed)]``: the sampler hands out a seed per
 sample and the random transforms draw only from it. Evaluation items are ``dataset[index]``.
@@ -11,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from common import decoded
 from common.errors import UserError
 from common.transforms import to_tensors
 
@@ -107,7 +109,8 @@ class SegDataset(torch.utils.data.Dataset):
 
     def load(self, index):
         img_path, label_path = self.pairs[index]
-        img, label = read_image(img_path), read_label(label_path)
+        img = decoded.load(img_path, read_image)
+        label = decoded.load(label_path, read_label)
         if img.shape[:2] != label.shape:
             raise UserError(f"image {img_path} and label {label_path} differ in size")
         return img, label

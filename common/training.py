@@ -85,7 +85,8 @@ def start(name, args, cfg, config_path, model_dir):
     info = distributed.env_dist_info()
     device = select_device(args.device, info.local_rank, args.device_list)
     work_dir = work_dir_for(args, cfg, config_path, model_dir)
-    trains = not (args.eval_only or args.check_data or getattr(args, "format_only", False))
+    trains = not (args.eval_only or args.check_data or args.prepare_data
+                  or getattr(args, "format_only", False))
     log_path = (args.log_file or os.path.join(work_dir, "train_rank{rank}.log")).replace(
         "{rank}", str(info.rank))
     log = RunLogger(log_path, echo=info.is_main)

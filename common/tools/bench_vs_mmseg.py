@@ -10,7 +10,9 @@ our fast training step (channels_last + bf16 autocast), fp32 whole-image inferen
 ``--infer-size`` (batch 1), our fast inference path (BN folded + channels_last, + bf16 on CPUs
 with native bf16), and the train data pipeline per worker on
 2048x1024 PNGs (mmseg: its config's ``train_pipeline`` through mmcv's transforms; ours with
-the transforms in the worker, and with ``--device-augment``, where the worker only decodes).
+the transforms in the worker, from the PNGs and from the decoded-data cache of
+``train.py --prepare-data``, and with ``--device-augment``, where the worker only decodes).
+Every table is headed by the CPU model and its ISA features.
 """
 import os
 import statistics
@@ -24,9 +26,10 @@ if __package__ in (None, ""):
 
 from common.amp import MixedPrecision  # noqa: E402
 from common.tools.benchmark import (MODELS, build_training, cityscapes_data_cfg,  # noqa: E402
-                                    cityscapes_size_pairs, inference_amp, load_target,
-                                    random_batch, seconds_per_call, target_config, train_keys,
-                                    train_step)
+                                    cityscapes_size_pairs, cpu_description, decoded_variants,
+                                    inference_amp, load_target, random_batch,
+                                    seconds_per_call, target_config, train_keys, train_step,
+                                    with_cache)
 from common.datasets import SegDataset  # noqa: E402
 from common.transforms import build_train_pipeline  # noqa: E402
 from common.fuse import fast_inference_model  # noqa: E402
@@ -144,9 +147,11 @@ def compare_data(cfg, config_rel, args):
     dataset = SegDataset(pairs, build_train_pipeline(cityscapes_data_cfg(cfg, args.crop)),
                          check_sizes=False)
     decode_only = SegDataset(pairs, None, check_sizes=False)  # --device-augment: workers decode
-    return median_rates({"mmseg": mmseg_data(config_rel, pairs, args.crop),
-                         "ours": lambda: [dataset[k] for k in keys],
-                         "ours dev-aug": lambda: [decode_only[k] for k in keys]},
+    png, prepared = decoded_variants(pairs).values()
+    return median_rates({"mmseg": with_cache(png, mmseg_data(config_rel, pairs, args.crop)),
+                         "ours": with_cache(png, lambda: [dataset[k] for k in keys]),
+                         "ours decoded": with_cache(prepared, lambda: [dataset[k] for k in keys]),
+                         "ours dev-aug": with_cache(png, lambda: [decode_only[k] for k in keys])},
                         args.rounds, 1, 1, len(pairs))
 
 
@@ -186,6 +191,7 @@ def main(argv=None):
                         "install mmsegmentation==1.2.2 mmengine mmcv-lite==2.1.0 ftfy regex)") \
             from None
     np.random.seed(0)
+    print(cpu_description())
     results = {}
     for name in args.models:
         results[name] = compare(name, args)

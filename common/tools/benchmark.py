@@ -14,13 +14,15 @@ Prints one table and writes JSON:
   Cityscapes-size 2048x1024 PNGs (made once from the synthetic dataset), model fast path;
   transforms in the workers, then on the device (``--device-augment``: workers only decode).
 - ``data``: the train pipeline alone (decode + resize + crop + flip + photometric), images/s
-  in one process, i.e. per worker; plus PNG decode speed of OpenCV and Pillow.
+  in one process, i.e. per worker, from the PNGs and from the decoded-data cache
+  (``train.py --prepare-data``); plus PNG decode speed of OpenCV and Pillow.
 - ``infer``: batch 1 at the dataset's test size (1024x2048 Cityscapes, 512x512 VOC): eager
   fp32, the fast path (BN folded into convs + channels_last, + half precision on accelerators
   and on CPUs with native bf16) and ONNX Runtime on the exported model.
 """
 import json
 import os
+import platform
 import sys
 import tempfile
 import time
@@ -36,7 +38,9 @@ if __package__ in (None, ""):
 
 from common.amp import MixedPrecision  # noqa: E402
 from common.checkpoint import atomic_write_bytes  # noqa: E402
+from common import decoded  # noqa: E402
 from common.config import load_config  # noqa: E402
+from common.data import prepare_decoded  # noqa: E402
 from common.datasets import PadCollate, SegDataset, read_image  # noqa: E402
 from common.device import DEVICE_CHOICES, select_device, synchronize  # noqa: E402
 from common.device_augment import DeviceAugment, list_collate  # noqa: E402
@@ -175,6 +179,29 @@ def bench_train(spec, cfg, device, args):
                   "peak_tflops": peak, "share_of_peak": shares}
 
 
+ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile",
+             "amx_bf16")  # the /proc/cpuinfo flags that decide oneDNN's fp32 / bf16 kernels
+
+
+def cpu_description():
+    """The CPU model and its ISA features that matter here, for every benchmark table."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    isa = ", ".join(f for f in ISA_FLAGS if f in flags) or "none of " + ", ".join(ISA_FLAGS)
+    return (f"CPU {model} ({os.cpu_count()} cores; {isa}; torch CPU capability "
+            f"{torch.backends.cpu.get_cpu_capability()})")
+
+
 def inference_amp(device, args):
     """Half precision for the inference fast path: always on accelerators; on CPU when it
     has native bf16 (AVX512-BF16 / AMX), unless ``--precision fp32``."""
@@ -280,6 +307,24 @@ def cityscapes_size_pairs(count=8):
     return pairs
 
 
+def decoded_variants(pairs):
+    """{"PNG": folder, "decoded": folder}: decoded-data cache folders to measure ``pairs``
+    without (an empty one) and with the cache (prepared once)."""
+    folders = {"PNG": os.path.join(cache_dir(), "bench_no_decoded"),
+               "decoded": os.path.join(cache_dir(), "bench_decoded")}
+    with decoded.cache_at(folders["decoded"]):
+        prepare_decoded({"bench": pairs}, 1, lambda message: None)
+    return folders
+
+
+def with_cache(folder, fn):
+    """``fn`` as a call that runs with ``folder`` as the decoded-data cache."""
+    def call():
+        with decoded.cache_at(folder):
+            return fn()
+    return call
+
+
 def cityscapes_data_cfg(cfg, crop):
     """The config's data section at Cityscapes scale with ``crop``."""
     return dict(cfg["data"], scale=[2048, 1024], crop_size=list(crop))
@@ -295,15 +340,17 @@ def bench_data(cfg, args):
     dataset = SegDataset(pairs, build_train_pipeline(cityscapes_data_cfg(cfg, args.crop)),
                          check_sizes=False)
     keys = train_keys(pairs, max(args.iters, len(pairs)))
-    per_worker = len(keys) / seconds_per_call(lambda: [dataset[k] for k in keys], 1, 1,
-                                              torch.device("cpu"))
+    per_worker = {name: len(keys) / seconds_per_call(
+        with_cache(folder, lambda: [dataset[k] for k in keys]), 1, 1, torch.device("cpu"))
+        for name, folder in decoded_variants(pairs).items()}
     decode = {}
     for name, fn in (("OpenCV", lambda p: cv2.imread(p, cv2.IMREAD_COLOR)),
                      ("Pillow", lambda p: np.asarray(Image.open(p).convert("RGB"))),
                      ("read_image (pyspng)", read_image)):
         decode[name] = len(pairs) / seconds_per_call(lambda: [fn(p) for p, _ in pairs], 2, 1,
                                                      torch.device("cpu"))
-    rows = [("data", "train pipeline per worker (2048x1024 PNG)", per_worker, 1.0)]
+    rows = [("data", f"train pipeline per worker (2048x1024, {name})", value,
+             value / per_worker["PNG"]) for name, value in per_worker.items()]
     rows += [("data", f"PNG decode {name}", value, value / decode["OpenCV"])
              for name, value in decode.items()]
     return rows
@@ -399,6 +446,7 @@ def main(argv=None):
         rows += bench_inference(spec, cfg, device, args)
     print(f"{args.model} on {device} ({torch.get_num_threads()} threads), batch {args.batch}, "
           f"crop {args.crop[0]}x{args.crop[1]}, {args.iters} iterations after {args.warmup}")
+    print(cpu_description())
     print(f"{'section':<7} {'variant':<48} {'images/s':>10} {'ratio':>7}")
     for section, variant, value, ratio in rows:
         print(f"{section:<7} {variant:<48} {value:>10.2f} {ratio:>6.2f}x")
@@ -409,7 +457,8 @@ def main(argv=None):
                                               if t["share_of_peak"][k] is not None else "")
                           for k, v in t["achieved_tflops"].items())
               + (f"; peak {t['peak_tflops']}" if t["peak_tflops"] else ""))
-    record = {"model": args.model, "device": str(device), "batch": args.batch,
+    record = {"model": args.model, "device": str(device), "cpu": cpu_description(),
+              "batch": args.batch,
               "crop": args.crop, "iters": args.iters, "warmup": args.warmup,
               "rows": [dict(zip(("section", "variant", "images_per_s", "ratio"), r))
                        for r in rows], **extra}
