@@ -104,6 +104,8 @@ def export_checked(model, args):
     if args.fold_bn:
         exported = copy.deepcopy(model)
         fold_batchnorm(exported)
+    # loaded before any work: a Ctrl-C inside this import surfaces as an ImportError
+    import onnxruntime  # noqa: F401
     output = os.path.abspath(args.output)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".onnx", dir=os.path.dirname(output))
     os.close(fd)

@@ -523,7 +523,7 @@ def test_sigterm_to_a_launch_script_stops_its_trainer_with_a_checkpoint(good):
 def test_ctrl_c_during_export_keeps_the_earlier_onnx(good):
     status, output = interrupted(
         [sys.executable, EXPORT, "--checkpoint", good.checkpoint, "--output", good.onnx,
-         "--input-shape", "512", "1024"], "exporting", signal.SIGINT, delay=1)
+         "--input-shape", "512", "1024"], "exporting", signal.SIGINT, delay=0.2)
     assert status == 130, output[-3000:]
     one_error_line(output, "interrupted")
     assert not [n for n in os.listdir(good.root) if n.startswith(".tmp-")]

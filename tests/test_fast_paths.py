@@ -93,7 +93,9 @@ def test_benchmark_entry_point_writes_its_table(tmp_path, synthetic_root):
     record = json.loads(out.read_text())
     sections = [r["section"] for r in record["rows"]]
     assert sections.count("train") == 2 and sections.count("infer") == 3
-    assert sections.count("e2e") == 2 and sections.count("data") == 4
+    assert sections.count("e2e") == 2 and sections.count("data") == 5  # PNG, decoded, 3 decoders
+    assert "decoded" in record["rows"][sections.index("data") + 1]["variant"]
+    assert record["cpu"].startswith("CPU ")
     assert all(r["images_per_s"] > 0 for r in record["rows"])
     assert record["train"]["step_gflops"] > 0
     assert "ONNX Runtime" in proc.stdout and "TFLOP/s" in proc.stdout
