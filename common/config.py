@@ -174,11 +174,12 @@ def _read_yaml(path, seen=(), included_by=None):
         raise UserError(f"{where}: _base_ must be a file name or a list of file names, got "
                         f"{bases!r}")
     merged = {}
+    chain = seen + (os.path.abspath(path),)
     for base in bases:
         base_path = os.path.join(os.path.dirname(path), base)
-        if os.path.abspath(base_path) in seen + (os.path.abspath(path),):
+        if os.path.abspath(base_path) in chain:
             raise UserError(f"{where} includes itself through _base_ ({base}); remove the cycle")
-        _merge_into(merged, _read_yaml(base_path, seen + (os.path.abspath(path),), path))
+        _merge_into(merged, _read_yaml(base_path, chain, path))
     return _merge_into(merged, data)
 
 

@@ -69,7 +69,7 @@ def build_datasets(args, cfg, rt, root, listing):
         return None
     if args.prepare_data:
         if rt.dist.is_main:
-            prepare_decoded(checked, max(data["num_workers"], 1), log)
+            prepare_decoded(checked, workers, log)
         return None
     train = val = None
     if data["train_split"] in checked:

@@ -1,9 +1,9 @@
 """Dataset validation: every problem of a split at once, with file names.
 
 Checked: images without labels and labels without images (or ids of a VOC list without
-files), paths that are no regular file (a dangling symlink, a FIFO, a folder: never opened, so
-a FIFO cannot block the check), files that cannot be decoded, image/label size mismatches, label values outside
-``0..num_classes-1`` and not the ignore index. ``train.py --check-data`` prints the report;
+files), paths that are no regular file (a dangling symlink, a FIFO, a folder: never opened,
+so a FIFO cannot block the check), files that cannot be decoded, image/label size mismatches,
+label values outside ``0..num_classes-1`` and not the ignore index. ``train.py --check-data`` prints the report;
 every training run checks its splits at start and refuses to train on a broken dataset. A
 split that passed is remembered (by its files' paths, sizes and modification times, under
 ``$SEGZOO_CACHE/data_checks``), so later starts cost one ``stat`` per file.
@@ -52,24 +52,25 @@ def check_pair(job):
     return found
 
 
-def not_a_file(path):
-    """Why ``path`` cannot be read as a data file, or None when it is a regular file."""
+def file_stat(path):
+    """(``os.stat`` of ``path``, None) for a regular file, else (None, why it cannot be read
+    as a data file)."""
     try:
-        mode = os.stat(path).st_mode
+        st = os.stat(path)
     except FileNotFoundError:
         if os.path.islink(path):
-            return f"{path} is a dangling symlink (to {os.readlink(path)})"
-        return f"{path} does not exist"
+            return None, f"{path} is a dangling symlink (to {os.readlink(path)})"
+        return None, f"{path} does not exist"
     except OSError as exc:
-        return f"{path} cannot be read ({exc.strerror})"
-    return None if stat.S_ISREG(mode) else f"{path} is not a regular file"
+        return None, f"{path} cannot be read ({exc.strerror})"
+    return (st, None) if stat.S_ISREG(st.st_mode) else (None, f"{path} is not a regular file")
 
 
-def _signature(pairs, num_classes, ignore_index):
+def _signature(pairs, stats, num_classes, ignore_index):
     digest = hashlib.sha256(f"{num_classes}/{ignore_index}".encode())
     for pair in pairs:
         for path in pair:
-            st = os.stat(path)
+            st = stats[path]
             digest.update(f"{path}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return digest.hexdigest()
 
@@ -80,11 +81,15 @@ def scan_split(cfg, root, split, pairs, problems, workers=1, use_cache=True):
     these files, sizes and mtimes found none)."""
     data = cfg["data"]
     problems = list(problems)
-    unreadable = {p: why for pair in pairs for p in pair if (why := not_a_file(p))}
+    stats, unreadable = {}, {}
+    for path in (p for pair in pairs for p in pair):
+        stats[path], why = file_stat(path)
+        if why:
+            unreadable[path] = why
     problems += unreadable.values()
     pairs = [pair for pair in pairs if not any(p in unreadable for p in pair)]
     marker = os.path.join(cache_dir(), "data_checks",
-                          _signature(pairs, data["num_classes"], data["ignore_index"]))
+                          _signature(pairs, stats, data["num_classes"], data["ignore_index"]))
     if use_cache and not problems and os.path.isfile(marker):
         return []
     jobs = [(i, l, data["num_classes"], data["ignore_index"]) for i, l in pairs]

@@ -9,7 +9,7 @@ through the same transforms.
 An entry is named after its source's absolute path, size and modification time, so a changed
 source is not found (and decoded from the file, as without a cache) and a rerun of
 ``--prepare-data`` decodes only what is missing: interrupting it loses nothing. Each entry is
-written to a temp file, read back and compared with the decode, then renamed into place.
+written atomically, then read back and compared with the decode.
 """
 import contextlib
 import hashlib
@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from common.cache import cache_dir
+from common.checkpoint import atomic_write_bytes
 from common.errors import UserError
 from common.stop_signals import ignore_stop_signals
 
@@ -64,27 +65,19 @@ def load(path, decode):
 
 
 def _prepare_one(job):
-    """Decode one file into its entry (verified); return the bytes written (0: present)."""
-    path, decode = job
-    entry = entry_for(path)
-    if os.path.exists(entry):
-        return 0
+    """Decode one file into its entry, written atomically and read back equal to the decode;
+    return the bytes written."""
+    path, decode, entry = job
     array = decode(path)
-    os.makedirs(os.path.dirname(entry), exist_ok=True)
-    tmp = f"{entry}.{os.getpid()}.tmp"
     try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        if not np.array_equal(np.load(tmp), array):
-            raise UserError(f"the decoded copy of {path} in {tmp} does not read back equal; "
-                            "check the disk of $SEGZOO_DECODED")
-        os.replace(tmp, entry)
+        atomic_write_bytes(entry, lambda f: np.save(f, array))
     except OSError as exc:
         raise UserError(f"cannot write the decoded copy of {path} ({exc.strerror}); free space "
                         "or set SEGZOO_DECODED to another disk") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    if not np.array_equal(np.load(entry), array):
+        os.unlink(entry)
+        raise UserError(f"the decoded copy of {path} does not read back equal; check the disk "
+                        "of $SEGZOO_DECODED")
     return os.path.getsize(entry)
 
 
@@ -94,8 +87,11 @@ def prepare(files, sizes, workers, log):
     against the free space first. Returns (files written, bytes written)."""
     folder = decoded_dir()
     os.makedirs(folder, exist_ok=True)
-    todo = [(job, size) for job, size in zip(files, sizes)
-            if not os.path.exists(entry_for(job[0]))]
+    todo = []  # ((path, decode, entry), size) of the files not prepared yet
+    for (path, decode), size in zip(files, sizes):
+        entry = entry_for(path)
+        if not os.path.exists(entry):
+            todo.append(((path, decode, entry), size))
     need = sum(size + HEADER_BYTES for _, size in todo)
     free = shutil.disk_usage(folder).free
     if need > free:
