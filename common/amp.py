@@ -135,9 +135,14 @@ class MixedPrecision:
         scale = "dynamic" if self.loss_scale == "dynamic" else self.loss_scale
         return self.apex.initialize(model, optimizer, opt_level=self.opt_level, loss_scale=scale)
 
+    @property
+    def autocast_dtype(self):
+        """The dtype :meth:`autocast` computes in; None when it is off (O0, or apex)."""
+        return self.dtype if self.enabled and self.apex is None else None
+
     def autocast(self):
-        use = self.enabled and self.apex is None
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=use)
+        return torch.autocast(self.device_type, dtype=self.dtype,
+                              enabled=self.autocast_dtype is not None)
 
     @property
     def dynamic_scaling(self):

@@ -57,7 +57,8 @@ class Evaluator:
         distributed.broadcast_buffers(net)  # evaluate the model rank 0 saves
         net.eval()
         if cfg["eval"]["fast"]:
-            net = fast_inference_model(net, caps(rt.device.type).channels_last)
+            net = fast_inference_model(net, caps(rt.device.type).channels_last,
+                                       rt.amp.autocast_dtype)
         indices = range(rt.dist.rank, len(dataset), rt.dist.world_size)
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(dataset, indices), batch_size=1,

@@ -65,7 +65,8 @@ def write_submission(model, args, cfg, rt, root, model_dir):
     path = checkpoint_to_evaluate(args.checkpoint, cfg, rt, model_dir)
     load_model_weights(model, path, rt.name)
     model.to(rt.device).eval()
-    net = (fast_inference_model(model, caps(rt.device.type).channels_last)
+    net = (fast_inference_model(model, caps(rt.device.type).channels_last,
+                                rt.amp.autocast_dtype)
            if cfg["eval"]["fast"] else model)
     mode = InferenceMode.from_config(cfg)
     resize = TTAResize(cfg["eval"]["tta_ratios"]) if mode.tta else EvalResize(

@@ -129,8 +129,8 @@ def compare_inference(ours, mm, args):
     x = torch.randn(1, 3, *args.infer_size)
     metas = [{"img_shape": tuple(args.infer_size), "ori_shape": tuple(args.infer_size),
               "pad_shape": tuple(args.infer_size)}]
-    fast_infer = fast_inference_model(ours, args.channels_last)
     amp = MixedPrecision("cpu", "O1" if inference_amp(CPU, args) else "O0")
+    fast_infer = fast_inference_model(ours, args.channels_last, amp.autocast_dtype)
 
     def fast_call():
         with amp.autocast():
