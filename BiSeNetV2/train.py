@@ -83,7 +83,7 @@ def main(argv=None):
 
         ## optimizer: SGD over two groups; lr = warm-up then poly, x each group's lr_mult
         optimizer = training.sgd(parameter_groups(model, cfg["optim"]["decode_lr_mult"]),
-                                 cfg["optim"])
+                                 cfg["optim"], rt.amp)
         lr_of = schedule_from_config(cfg, training.iters_per_epoch(sets.train, cfg, rt))
 
         ## train loop

@@ -55,7 +55,7 @@ def main(argv=None):
         weights, ignore = cfg["loss"]["weights"], cfg["data"]["ignore_index"]
 
         ## optimizer: SGD on all parameters; lr = poly decay (closed form, per iteration)
-        optimizer = training.sgd(model.parameters(), cfg["optim"])
+        optimizer = training.sgd(model.parameters(), cfg["optim"], rt.amp)
         lr_of = schedule_from_config(cfg, training.iters_per_epoch(sets.train, cfg, rt))
 
         ## train loop

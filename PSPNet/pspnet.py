@@ -13,6 +13,7 @@ returned. The pyramid pooling exports to ONNX exactly at the export resolution (
 import torch
 import torch.nn as nn
 
+from common.conv_weight_grad import Conv2d
 from common.layers import ConvModule, FCNHead, PyramidPoolingModule
 from common.resnet import resnet_v1c
 from common.segmentor import EncoderDecoder
@@ -25,7 +26,7 @@ class PSPHead(nn.Module):
                  dropout_ratio=0.1, in_index=3):
         super().__init__()
         self.in_index = in_index
-        self.conv_seg = nn.Conv2d(channels, num_classes, kernel_size=1)
+        self.conv_seg = Conv2d(channels, num_classes, kernel_size=1)
         self.dropout = nn.Dropout2d(dropout_ratio) if dropout_ratio > 0 else None
         self.psp_modules = PyramidPoolingModule(pool_scales, in_channels, channels)
         self.bottleneck = ConvModule(in_channels + len(pool_scales) * channels, channels, 3,

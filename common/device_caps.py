@@ -7,6 +7,13 @@
 - ``autocast_dtype``: fp16 on accelerators, bf16 on CPU (no loss scaling needed there).
 - ``grad_scaler``: torch_npu's own scaler clears the NPU overflow flag and syncs overflow
   across ranks (saturation mode on Ascend 910); the generic ``torch.amp.GradScaler`` does not.
+- ``channels_last_weights``: in NHWC training (``--channels-last``) the batch is always
+  channels_last, and so is every activation after it; the weights too on cuda. On cpu they
+  stay contiguous: oneDNN reorders weights into its own layout on every call either way, and
+  the fused SGD kernel copies non-contiguous parameters to contiguous and back (more than
+  twice its time on ICNet).
+- ``fused_sgd``: torch's fused SGD kernel exists for cpu and cuda; on npu the fused optimizers
+  are torch_npu's / apex's own, so the per-parameter loop is used there.
 """
 from dataclasses import dataclass
 
@@ -23,12 +30,14 @@ class DeviceCaps:
     collective_dtype: torch.dtype
     autocast_dtype: torch.dtype
     grad_scaler: str  # "torch_npu", "torch" or "" (no loss scaling)
+    channels_last_weights: bool
+    fused_sgd: bool
 
 
 CAPS = {
-    "cpu": DeviceCaps("cpu", True, False, torch.float32, torch.bfloat16, ""),
-    "cuda": DeviceCaps("cuda", True, True, torch.float32, torch.float16, "torch"),
-    "npu": DeviceCaps("npu", False, True, torch.float32, torch.float16, "torch_npu"),
+    "cpu": DeviceCaps("cpu", True, False, torch.float32, torch.bfloat16, "", False, True),
+    "cuda": DeviceCaps("cuda", True, True, torch.float32, torch.float16, "torch", True, True),
+    "npu": DeviceCaps("npu", False, True, torch.float32, torch.float16, "torch_npu", False, False),
 }
 
 

@@ -5,6 +5,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.conv_weight_grad import Conv2d
+
 
 def resize(x, size, mode="bilinear"):
     """Resize a feature map; bilinear never aligns corners (mmseg's align_corners=False)."""
@@ -57,7 +59,7 @@ class ConvModule(nn.Module):
                  groups=1, norm=True, act=True, bias="auto"):
         super().__init__()
         use_bias = (not norm) if bias == "auto" else bias
-        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
+        self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
                               groups, bias=use_bias)
         if norm:
             self.bn = nn.BatchNorm2d(out_channels)
@@ -81,7 +83,7 @@ class FCNHead(nn.Module):
         super().__init__()
         self.in_index = in_index
         # conv_seg and dropout are created first, as in mmseg, so state_dict order matches too.
-        self.conv_seg = nn.Conv2d(channels, num_classes, kernel_size=1)
+        self.conv_seg = Conv2d(channels, num_classes, kernel_size=1)
         self.dropout = nn.Dropout2d(dropout_ratio) if dropout_ratio > 0 else None
         padding = (kernel_size // 2) * dilation
         if num_convs == 0:

@@ -8,6 +8,8 @@ The forward returns the feature map of every stage in ``out_indices``.
 """
 import torch.nn as nn
 
+from common.conv_weight_grad import Conv2d
+
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
           50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
 
@@ -17,10 +19,10 @@ class BasicBlock(nn.Module):
 
     def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation,
+        self.conv1 = Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation,
                                bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1, bias=False)
+        self.conv2 = Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -37,12 +39,12 @@ class Bottleneck(nn.Module):
 
     def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
+        self.conv1 = Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=dilation, dilation=dilation,
+        self.conv2 = Conv2d(planes, planes, 3, stride, padding=dilation, dilation=dilation,
                                bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
-        self.conv3 = nn.Conv2d(planes, planes * self.expansion, 1, bias=False)
+        self.conv3 = Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
         self.relu = nn.ReLU(inplace=True)
         self.downsample = downsample
@@ -59,7 +61,7 @@ def make_res_layer(block, inplanes, planes, num_blocks, stride, dilation, contra
     downsample = None
     if stride != 1 or inplanes != planes * block.expansion:
         downsample = nn.Sequential(
-            nn.Conv2d(inplanes, planes * block.expansion, 1, stride, bias=False),
+            Conv2d(inplanes, planes * block.expansion, 1, stride, bias=False),
             nn.BatchNorm2d(planes * block.expansion))
     first_dilation = dilation // 2 if (dilation > 1 and contract_dilation) else dilation
     layers = [block(inplanes, planes, stride, first_dilation, downsample)]
@@ -84,14 +86,14 @@ class ResNet(nn.Module):
         if deep_stem:
             half = stem_channels // 2
             self.stem = nn.Sequential(
-                nn.Conv2d(in_channels, half, 3, 2, 1, bias=False), nn.BatchNorm2d(half),
+                Conv2d(in_channels, half, 3, 2, 1, bias=False), nn.BatchNorm2d(half),
                 nn.ReLU(inplace=True),
-                nn.Conv2d(half, half, 3, 1, 1, bias=False), nn.BatchNorm2d(half),
+                Conv2d(half, half, 3, 1, 1, bias=False), nn.BatchNorm2d(half),
                 nn.ReLU(inplace=True),
-                nn.Conv2d(half, stem_channels, 3, 1, 1, bias=False),
+                Conv2d(half, stem_channels, 3, 1, 1, bias=False),
                 nn.BatchNorm2d(stem_channels), nn.ReLU(inplace=True))
         else:
-            self.conv1 = nn.Conv2d(in_channels, stem_channels, 7, 2, 3, bias=False)
+            self.conv1 = Conv2d(in_channels, stem_channels, 7, 2, 3, bias=False)
             self.bn1 = nn.BatchNorm2d(stem_channels)
             self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)

@@ -43,9 +43,10 @@ from common.config import load_config  # noqa: E402
 from common.data import prepare_decoded  # noqa: E402
 from common.datasets import PadCollate, SegDataset, read_image  # noqa: E402
 from common.device import DEVICE_CHOICES, select_device, synchronize  # noqa: E402
+from common.device_caps import caps  # noqa: E402
 from common.device_augment import DeviceAugment, list_collate  # noqa: E402
 from common.losses import heads_cross_entropy  # noqa: E402
-from common.training import device_batch  # noqa: E402
+from common.training import device_batch, sgd  # noqa: E402
 from common.errors import ArgParser, UserError, check_output_path, user_errors  # noqa: E402
 from common.fuse import fast_inference_model  # noqa: E402
 from common.cache import cache_dir  # noqa: E402
@@ -56,6 +57,7 @@ from BiSeNetV2.bisenetv2 import BiSeNetV2  # noqa: E402
 from ICNet.icnet import ICNet  # noqa: E402
 from PSPNet.pspnet import PSPNet  # noqa: E402
 
+BENCH_OPTIM = {"lr": 1e-4, "momentum": 0.9, "weight_decay": 0.0}  # small steps: random labels
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -126,10 +128,10 @@ def train_step(model, optimizer, images, labels, cfg, amp):
 def build_training(spec, cfg, device, fast, channels_last, compile_model):
     torch.manual_seed(0)
     model = spec.network(**cfg["model"]).to(device).train()
-    if fast and channels_last:
+    if fast and channels_last and caps(device.type).channels_last_weights:  # as TrainLoop
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
     amp = MixedPrecision(device.type, "O1" if fast else "O0")
+    optimizer = sgd(model.parameters(), BENCH_OPTIM, amp)  # the trainers' optimizer
     if fast and compile_model:
         model = torch.compile(model)
     return model, optimizer, amp
@@ -255,10 +257,10 @@ def bench_inference(spec, cfg, device, args):
     with torch.no_grad():
         eager = 1 / seconds_per_call(lambda: model(x), args.iters, args.warmup, device)
         rows.append(("infer", f"eager fp32 {size[0]}x{size[1]}", eager, 1.0))
-        fast_model = fast_inference_model(model, args.channels_last)
+        amp = MixedPrecision(device.type, "O1" if inference_amp(device, args) else "O0")
+        fast_model = fast_inference_model(model, args.channels_last, amp.autocast_dtype)
         if args.compile:
             fast_model = torch.compile(fast_model)
-        amp = MixedPrecision(device.type, "O1" if inference_amp(device, args) else "O0")
 
         def fast_call():
             with amp.autocast():
