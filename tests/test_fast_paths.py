@@ -115,3 +115,25 @@ def test_mmseg_comparison_needs_mmseg_and_says_so():
     proc = run([sys.executable, "-m", "common.tools.benchmark", "--model", "BiSeNetV2", "--only",
                 "bogus"], cwd=REPO, check=False)
     assert proc.returncode == 2 and "--only bogus is unknown" in proc.stderr
+
+
+@pytest.mark.parametrize("precision, native, faster, expected", [
+    ("amp", False, "O0", "O1"), ("fp32", True, "O1", "O0"),  # as asked
+    ("auto", False, "O1", "O0"),  # no native bf16: emulated bf16 is never tried
+    ("auto", True, "O1", "O1"), ("auto", True, "O0", "O0")])  # measured: the faster one
+def test_fast_path_precision_is_chosen_per_machine(precision, native, faster, expected,
+                                                   monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    from common.tools import benchmark
+    monkeypatch.setattr(benchmark, "native_bf16", lambda: native)
+    timed = []
+
+    def candidate(level):
+        timed.append(level)
+        return lambda: time.sleep(0 if level == faster else 0.05)
+    args = SimpleNamespace(precision=precision)
+    assert benchmark.fast_level(torch.device("cpu"), args, candidate) == expected
+    assert timed == (["O0", "O1"] if precision == "auto" and native else [])
+    assert benchmark.fast_level(torch.device("cuda"), args, candidate) == "O1"  # accelerators

@@ -6,13 +6,15 @@ Needs mmseg installed next to this project's requirements (README, "Performance"
 dependency). Both networks get the same weights (the state_dicts are key-for-key equal) and the
 same inputs. Rounds alternate ours / mmseg so drifts in machine load hit both; each figure is
 the median over rounds. Measured: the fp32 training step (forward + loss + backward + SGD),
-our fast training step (channels_last + bf16 autocast), fp32 whole-image inference at
-``--infer-size`` (batch 1), our fast inference path (BN folded + channels_last, + bf16 on CPUs
-with native bf16), and the train data pipeline per worker on
+our fast training step (channels_last, + bf16 autocast), fp32 whole-image inference at
+``--infer-size`` (batch 1), our fast inference path (BN folded + channels_last, + bf16), and
+the train data pipeline per worker on
 2048x1024 PNGs (mmseg: its config's ``train_pipeline`` through mmcv's transforms; ours with
 the transforms in the worker, from the PNGs and from the decoded-data cache of
 ``train.py --prepare-data``, and with ``--device-augment``, where the worker only decodes).
-Every table is headed by the CPU model and its ISA features.
+The fast paths use bf16 where it is measured faster than fp32 on this CPU (``--precision
+auto``; the table names the precision each used). Every table is headed by the CPU model and
+its ISA features.
 """
 import os
 import statistics
@@ -24,20 +26,19 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from common.amp import MixedPrecision  # noqa: E402
 from common.tools.benchmark import (MODELS, build_training, cityscapes_data_cfg,  # noqa: E402
                                     cityscapes_size_pairs, cpu_description, decoded_variants,
-                                    inference_amp, load_target, random_batch,
-                                    seconds_per_call, target_config, train_keys, train_step,
-                                    with_cache)
+                                    fast_inference_call, fast_level, fast_train_step,
+                                    load_target, random_batch, seconds_per_call, target_config,
+                                    train_keys, train_level, train_step, with_cache)
 from common.datasets import SegDataset  # noqa: E402
 from common.transforms import build_train_pipeline  # noqa: E402
-from common.fuse import fast_inference_model  # noqa: E402
 from common.errors import ArgParser, UserError, user_errors  # noqa: E402
 from common.tools.mmseg_reference import (MMSEG_CONFIGS, build_mmseg, mmseg_config,  # noqa: E402
                                           stub_mmcv_ext)
 
 CPU = torch.device("cpu")
+PRECISION = {"O0": "fp32", "O1": "bf16"}  # the fast path's autocast level, as the table names it
 
 
 def mmseg_samples(labels):
@@ -106,17 +107,17 @@ def compare(model_name, args):
     if not {"train", "infer"} & set(args.sections):
         return result
     ours, optimizer, amp = build_training(spec, cfg, CPU, False, False, False)
-    fast, fast_opt, fast_amp = build_training(spec, cfg, CPU, True, True, False)
     mm = build_mmseg(config_rel).train()
     mm.load_state_dict(ours.state_dict())
     mm_opt = torch.optim.SGD(mm.parameters(), lr=1e-4, momentum=0.9)
     images, labels = random_batch(cfg, args.batch, args.crop, CPU, False)
-    images_cl = images.contiguous(memory_format=torch.channels_last)
     if "train" in args.sections:
+        args.train_level = None  # measured again for each model
+        level = train_level(spec, cfg, CPU, args)
         result["train"] = median_rates({
             "mmseg fp32": mmseg_train_step(mm, mm_opt, images, labels),
             "ours fp32": train_step(ours, optimizer, images, labels, cfg, amp),
-            "ours fast": train_step(fast, fast_opt, images_cl, labels, cfg, fast_amp),
+            f"ours fast {PRECISION[level]}": fast_train_step(spec, cfg, CPU, args, level),
         }, args.rounds, args.iters, args.warmup, args.batch)
     if "infer" in args.sections:
         result["infer"] = compare_inference(ours, mm, args)
@@ -129,15 +130,12 @@ def compare_inference(ours, mm, args):
     x = torch.randn(1, 3, *args.infer_size)
     metas = [{"img_shape": tuple(args.infer_size), "ori_shape": tuple(args.infer_size),
               "pad_shape": tuple(args.infer_size)}]
-    amp = MixedPrecision("cpu", "O1" if inference_amp(CPU, args) else "O0")
-    fast_infer = fast_inference_model(ours, args.channels_last, amp.autocast_dtype)
-
-    def fast_call():
-        with amp.autocast():
-            return fast_infer(x)
     with torch.no_grad():
+        level = fast_level(CPU, args, lambda level: fast_inference_call(ours, x, args, level))
         return median_rates({"mmseg fp32": lambda: mm.encode_decode(x, metas),
-                             "ours fp32": lambda: ours(x), "ours fast": fast_call},
+                             "ours fp32": lambda: ours(x),
+                             f"ours fast {PRECISION[level]}": fast_inference_call(ours, x, args,
+                                                                                  level)},
                             args.rounds, args.iters, args.warmup, 1)
 
 
@@ -159,11 +157,11 @@ def print_table(name, result, args):
     print(f"\n{name}: CPU {torch.get_num_threads()} threads, training batch {args.batch} crop "
           f"{args.crop[0]}x{args.crop[1]}, inference {args.infer_size[0]}x"
           f"{args.infer_size[1]} batch 1, median of {args.rounds} alternating rounds")
-    print(f"  {'measure':<10} {'variant':<12} {'images/s':>9} {'vs mmseg':>9}")
+    print(f"  {'measure':<10} {'variant':<14} {'images/s':>9} {'vs mmseg':>9}")
     for section, rates in result.items():
         base = rates.get("mmseg fp32", rates.get("mmseg"))
         for variant, value in rates.items():
-            print(f"  {section:<10} {variant:<12} {value:>9.3f} {value / base:>8.2f}x")
+            print(f"  {section:<10} {variant:<14} {value:>9.3f} {value / base:>8.2f}x")
 
 
 def main(argv=None):
@@ -180,7 +178,8 @@ def main(argv=None):
                    choices=("train", "infer", "data"))
     p.add_argument("--data-images", dest="data_images", type=int, default=4)
     p.add_argument("--precision", choices=("auto", "fp32", "amp"), default="auto",
-                   help="our inference fast path: bf16 where the CPU has it natively (auto)")
+                   help="our fast paths: bf16 where measured faster on a CPU with native bf16 "
+                        "(auto), never (fp32) or always (amp)")
     p.add_argument("--compile", action="store_true")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     args = p.parse_args(argv)

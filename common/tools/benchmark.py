@@ -6,8 +6,9 @@
 
 Prints one table and writes JSON:
 - ``train``: model-only training (device tensors; forward + backward + SGD step; warm-up
-  excluded), fp32 eager and the fast path (channels_last + AMP: bf16 autocast on CPU, fp16
-  with loss scaling on cuda/npu; ``--compile`` adds torch.compile), images/s, the ratio
+  excluded), fp32 eager and the fast path (channels_last + AMP: fp16 with loss scaling on
+  cuda/npu; bf16 autocast on CPU where it is measured faster than fp32, see ``--precision``;
+  ``--compile`` adds torch.compile), images/s, the ratio
   between them, and the FLOPs of one step (torch.utils.flop_counter): achieved TFLOP/s,
   and on a GPU the share of its peak.
 - ``e2e``: training with the real data pipeline (DataLoader, ``--workers`` per device) on
@@ -18,7 +19,9 @@ Prints one table and writes JSON:
   (``train.py --prepare-data``); plus PNG decode speed of OpenCV and Pillow.
 - ``infer``: batch 1 at the dataset's test size (1024x2048 Cityscapes, 512x512 VOC): eager
   fp32, the fast path (BN folded into convs + channels_last, + half precision on accelerators
-  and on CPUs with native bf16) and ONNX Runtime on the exported model.
+  and, where measured faster, on CPUs with native bf16) and ONNX Runtime on the exported model.
+
+Each table names the fast path's precision, and is headed by the CPU model and ISA features.
 """
 import json
 import os
@@ -125,12 +128,14 @@ def train_step(model, optimizer, images, labels, cfg, amp):
     return step
 
 
-def build_training(spec, cfg, device, fast, channels_last, compile_model):
+def build_training(spec, cfg, device, fast, channels_last, compile_model, level=None):
+    """Model, the trainers' optimizer and AMP policy; ``fast``: the fast path's layout and
+    ``level`` (default O1), else fp32 eager."""
     torch.manual_seed(0)
     model = spec.network(**cfg["model"]).to(device).train()
     if fast and channels_last and caps(device.type).channels_last_weights:  # as TrainLoop
         model = model.to(memory_format=torch.channels_last)
-    amp = MixedPrecision(device.type, "O1" if fast else "O0")
+    amp = MixedPrecision(device.type, (level or "O1") if fast else "O0")
     optimizer = sgd(model.parameters(), BENCH_OPTIM, amp)  # the trainers' optimizer
     if fast and compile_model:
         model = torch.compile(model)
@@ -157,18 +162,33 @@ def step_flops(spec, cfg, device, batch, crop):
     return counter.get_total_flops()
 
 
+def fast_train_step(spec, cfg, device, args, level):
+    """The fast path's training step at autocast ``level``, ready to time."""
+    model, optimizer, amp = build_training(spec, cfg, device, True, args.channels_last,
+                                           args.compile, level)
+    images, labels = random_batch(cfg, args.batch, args.crop, device, args.channels_last)
+    return train_step(model, optimizer, images, labels, cfg, amp)
+
+
+def train_level(spec, cfg, device, args):
+    """The fast training path's autocast level on this machine (:func:`fast_level`), chosen
+    once per run."""
+    if getattr(args, "train_level", None) is None:
+        args.train_level = fast_level(
+            device, args, lambda level: fast_train_step(spec, cfg, device, args, level))
+    return args.train_level
+
+
 def bench_train(spec, cfg, device, args):
     rows, results = [], {}
-    for fast in (False, True):
-        model, optimizer, amp = build_training(spec, cfg, device, fast, args.channels_last,
-                                               args.compile)
-        images, labels = random_batch(cfg, args.batch, args.crop, device,
-                                      fast and args.channels_last)
-        seconds = seconds_per_call(train_step(model, optimizer, images, labels, cfg, amp),
-                                   args.iters, args.warmup, device)
-        results[fast] = args.batch / seconds
+    level = train_level(spec, cfg, device, args)
+    model, optimizer, amp = build_training(spec, cfg, device, False, False, False)
+    images, labels = random_batch(cfg, args.batch, args.crop, device, False)
+    for fast, step in ((False, train_step(model, optimizer, images, labels, cfg, amp)),
+                       (True, fast_train_step(spec, cfg, device, args, level))):
+        results[fast] = args.batch / seconds_per_call(step, args.iters, args.warmup, device)
     flops = step_flops(spec, cfg, device, args.batch, args.crop)
-    name = describe_fast(args, device, training=True)
+    name = describe_fast(args, device, training=True, half=level == "O1")
     rows.append(("train", "eager fp32", results[False], 1.0))
     rows.append(("train", name, results[True], results[True] / results[False]))
     tflops = {label: flops * results[fast] / args.batch / 1e12
@@ -204,23 +224,34 @@ def cpu_description():
             f"{torch.backends.cpu.get_cpu_capability()})")
 
 
-def inference_amp(device, args):
-    """Half precision for the inference fast path: always on accelerators; on CPU when it
-    has native bf16 (AVX512-BF16 / AMX), unless ``--precision fp32``."""
+def native_bf16():
+    """Does oneDNN have native bf16 kernels here (AVX512-BF16 or AMX)?"""
+    return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
+def fast_level(device, args, candidate):
+    """The fast path's autocast level: "O1" (fp16 / bf16) or "O0" (fp32). Accelerators: O1.
+    CPU: ``--precision amp`` / ``fp32`` as asked; ``auto``: fp32 without native bf16, else
+    whichever level runs faster on this machine, measured: ``candidate(level)`` gives a
+    callable that is timed (bf16 gains little where the step is bound by memory, and on CPUs
+    without AMX)."""
     if device.type != "cpu":
-        return True
-    return args.precision == "amp" or (args.precision == "auto" and
-                                       torch.backends.mkldnn.is_available() and
-                                       torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        return "O1"
+    if args.precision != "auto":
+        return "O1" if args.precision == "amp" else "O0"
+    if not native_bf16():
+        return "O0"
+    seconds = {level: seconds_per_call(candidate(level), 2, 1, device) for level in ("O0", "O1")}
+    return min(seconds, key=seconds.get)
 
 
-def describe_fast(args, device, training):
+def describe_fast(args, device, training, half):
     parts = []
     if not training:
         parts.append("BN folded")
     if args.channels_last:
         parts.append("channels_last")
-    if training or inference_amp(device, args):
+    if half:
         parts.append("bf16" if device.type == "cpu" else "fp16")
     if args.compile:
         parts.append("compiled")
@@ -248,6 +279,19 @@ def share_of_peak(achieved, peak, half, tf32):
     return achieved / peak[key] if peak and key in peak else None
 
 
+def fast_inference_call(model, x, args, level):
+    """``model``'s inference fast path on ``x`` at autocast ``level``, ready to time."""
+    amp = MixedPrecision(x.device.type, level)
+    fast_model = fast_inference_model(model, args.channels_last, amp.autocast_dtype)
+    if args.compile:
+        fast_model = torch.compile(fast_model)
+
+    def call():
+        with amp.autocast():
+            return fast_model(x)
+    return call
+
+
 def bench_inference(spec, cfg, device, args):
     size = tuple(args.infer_size or spec.test_size)
     torch.manual_seed(0)
@@ -257,16 +301,11 @@ def bench_inference(spec, cfg, device, args):
     with torch.no_grad():
         eager = 1 / seconds_per_call(lambda: model(x), args.iters, args.warmup, device)
         rows.append(("infer", f"eager fp32 {size[0]}x{size[1]}", eager, 1.0))
-        amp = MixedPrecision(device.type, "O1" if inference_amp(device, args) else "O0")
-        fast_model = fast_inference_model(model, args.channels_last, amp.autocast_dtype)
-        if args.compile:
-            fast_model = torch.compile(fast_model)
-
-        def fast_call():
-            with amp.autocast():
-                return fast_model(x)
-        fps = 1 / seconds_per_call(fast_call, args.iters, args.warmup, device)
-        rows.append(("infer", describe_fast(args, device, training=False), fps, fps / eager))
+        level = fast_level(device, args, lambda level: fast_inference_call(model, x, args, level))
+        fps = 1 / seconds_per_call(fast_inference_call(model, x, args, level), args.iters,
+                                   args.warmup, device)
+        rows.append(("infer", describe_fast(args, device, False, level == "O1"), fps,
+                     fps / eager))
     if device.type == "cpu":
         ort = onnx_fps(model, size, args)
         rows.append(("infer", "ONNX Runtime (CPU EP)", ort, ort / eager))
@@ -374,7 +413,7 @@ def bench_e2e(spec, cfg, device, args):
             pin_memory=device.type == "cuda", prefetch_factor=4 if args.workers else None)
         augment = DeviceAugment(data_cfg) if on_device else None
         model, optimizer, amp = build_training(spec, cfg, device, True, args.channels_last,
-                                               args.compile)
+                                               args.compile, train_level(spec, cfg, device, args))
         normalize, it = Normalize(), iter(loader)
 
         def step():
@@ -398,8 +437,8 @@ def build_parser():
     p.add_argument("--infer-size", dest="infer_size", type=int, nargs=2, default=None,
                    metavar=("H", "W"), help="default: the dataset's test size")
     p.add_argument("--precision", choices=("auto", "fp32", "amp"), default="auto",
-                   help="inference fast path on CPU: bf16 autocast when the CPU has native "
-                        "bf16 (auto), never (fp32) or always (amp)")
+                   help="fast paths on CPU: bf16 autocast where it is measured faster on a CPU "
+                        "with native bf16 (auto), never (fp32) or always (amp)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast paths")
     p.add_argument("--iters", type=int, default=10)
