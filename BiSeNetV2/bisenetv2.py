@@ -91,9 +91,9 @@ class GELayer(nn.Module):
         self.act = nn.ReLU()
 
     def forward(self, x):
-        out = self.conv2(self.dwconv(self.conv1(x)))
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        return self.act(out + shortcut)
+        out = self.conv2(self.dwconv(self.conv1(x)))  # a BN output (no activation): may change
+        out += x if self.shortcut is None else self.shortcut(x)
+        return self.act(out)
 
 
 class CEBlock(nn.Module):

@@ -9,11 +9,10 @@
     FCN decode head (128 ch, no dropout) on x_cff_12 (1/8); auxiliary FCN heads (loss weight
     0.4, "label guidance") on x_24 (1/16) and x_12 (1/8), training only.
 """
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.layers import ConvModule, FCNHead, PyramidPoolingModule, resize
+from common.layers import ConvModule, FCNHead, PyramidPoolingModule, pyramid_bottleneck, resize
 from common.resnet import resnet_v1c
 from common.segmentor import EncoderDecoder
 
@@ -50,7 +49,7 @@ class ICNetBackbone(nn.Module):
         x = r.layer2(r.layer1(r.maxpool(r.stem(half(x)))))
         sub2 = self.conv_sub2(x)
         x = r.layer4(r.layer3(half(x)))
-        x = self.psp_bottleneck(torch.cat([*self.psp_modules(x), x], dim=1))
+        x = pyramid_bottleneck(self.psp_modules, self.psp_bottleneck, x, x_first=False)
         return sub1, sub2, self.conv_sub4(x)
 
 

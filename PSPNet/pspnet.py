@@ -10,11 +10,10 @@
 returned. The pyramid pooling exports to ONNX exactly at the export resolution (see
 ``common.layers.adaptive_avg_pool``).
 """
-import torch
 import torch.nn as nn
 
-from common.conv_weight_grad import Conv2d
-from common.layers import ConvModule, FCNHead, PyramidPoolingModule
+from common.cpu_conv import Conv2d
+from common.layers import ConvModule, FCNHead, PyramidPoolingModule, pyramid_bottleneck
 from common.resnet import resnet_v1c
 from common.segmentor import EncoderDecoder
 
@@ -34,7 +33,7 @@ class PSPHead(nn.Module):
 
     def forward(self, inputs):
         x = inputs[self.in_index]
-        x = self.bottleneck(torch.cat([x, *self.psp_modules(x)], dim=1))
+        x = pyramid_bottleneck(self.psp_modules, self.bottleneck, x)  # = bottleneck(cat(x, PPM))
         if self.dropout is not None:
             x = self.dropout(x)
         return self.conv_seg(x)

@@ -1,5 +1,6 @@
-"""Inference fast path: fold each BatchNorm2d into the Conv2d right before it, and run in the
-channels_last memory format (:func:`fast_inference_model`).
+"""Inference fast path: fold each BatchNorm2d into the Conv2d right before it, let the
+convolution apply the ReLU after it, and run in the channels_last memory format
+(:func:`fast_inference_model`).
 
 y = gamma * (W x + b - mean) / sqrt(var + eps) + beta becomes one convolution with
 W' = W * gamma / sqrt(var + eps) and b' = (b - mean) * gamma / sqrt(var + eps) + beta; the
@@ -12,13 +13,17 @@ import copy
 import torch
 from torch import nn
 
+from common.cpu_conv import Conv2d
+from common.layers import ConvModule
+
 
 def fold_conv_bn(conv, bn):
-    """A new Conv2d computing ``bn(conv(x))`` (eval-mode BN)."""
+    """A new :class:`common.cpu_conv.Conv2d` computing ``bn(conv(x))`` (eval-mode BN); on CPU
+    it runs with its weight prepacked where that is measured faster."""
     scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
-    fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
-                      conv.padding, conv.dilation, conv.groups, bias=True,
-                      padding_mode=conv.padding_mode).to(conv.weight.device, conv.weight.dtype)
+    fused = Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                   conv.padding, conv.dilation, conv.groups, bias=True,
+                   padding_mode=conv.padding_mode).to(conv.weight.device, conv.weight.dtype)
     with torch.no_grad():
         fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
         bias = conv.bias.detach() if conv.bias is not None else torch.zeros_like(bn.running_mean)
@@ -55,6 +60,30 @@ def fold_batchnorm(model):
     return folded
 
 
+def fold_relu(model):
+    """Move each ReLU that directly follows a BN-folded convolution into it
+    (:attr:`common.cpu_conv.Conv2d.fused_relu`): oneDNN applies it inside the convolution's
+    kernel where the weight is prepacked, else it runs in place on the output. Pairs:
+    ConvModule (conv, folded or no bn, ReLU) and consecutive (Conv2d, Identity, ReLU) in a
+    Sequential (the deep stem). The ResNet blocks' shared ReLU stays. Returns the count."""
+    moved = 0
+    for module in model.modules():
+        if (isinstance(module, ConvModule) and isinstance(module.conv, Conv2d)
+                and isinstance(module.activate, nn.ReLU)
+                and isinstance(getattr(module, "bn", nn.Identity()), nn.Identity)):
+            module.conv.fused_relu, module.activate = True, None
+            moved += 1
+        elif isinstance(module, nn.Sequential):
+            layers = list(module)
+            for i in range(len(layers) - 2):
+                if (isinstance(layers[i], Conv2d) and isinstance(layers[i + 1], nn.Identity)
+                        and isinstance(layers[i + 2], nn.ReLU)):
+                    layers[i].fused_relu = True
+                    module[i + 2] = nn.Identity()
+                    moved += 1
+    return moved
+
+
 class ChannelsLastInput(nn.Module):
     """Feeds a channels_last network NHWC input (callers keep passing ordinary tensors)."""
 
@@ -76,6 +105,7 @@ def fast_inference_model(model, channels_last=True, autocast_dtype=None):
     and writes every weight (ICNet: 48M parameters, a third of its CPU inference time)."""
     fast = copy.deepcopy(model).eval()
     fold_batchnorm(fast)
+    fold_relu(fast)
     if autocast_dtype is not None:
         for module in fast.modules():
             if isinstance(module, nn.Conv2d):

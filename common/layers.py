@@ -1,11 +1,14 @@
 """Building blocks shared by several networks, with mmseg's module names (so state_dict keys
 match): ``ConvModule`` (conv -> bn -> act, keys ``conv.*`` / ``bn.*``), ``FCNHead``, and the
-``PyramidPoolingModule`` of PSPNet and ICNet (with ONNX-exact adaptive pooling)."""
+``PyramidPoolingModule`` of PSPNet and ICNet (with ONNX-exact adaptive pooling) and
+:func:`pyramid_bottleneck`, their bottleneck over it without convolving the upsampled maps."""
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common.conv_weight_grad import Conv2d
+from common.cpu_conv import Conv2d, derived_weight, is_nhwc
 
 
 def resize(x, size, mode="bilinear"):
@@ -60,13 +63,22 @@ class ConvModule(nn.Module):
         super().__init__()
         use_bias = (not norm) if bias == "auto" else bias
         self.conv = Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation,
-                              groups, bias=use_bias)
+                           groups, bias=use_bias)
         if norm:
             self.bn = nn.BatchNorm2d(out_channels)
         self.activate = nn.ReLU(inplace=True) if act else None
 
     def forward(self, x):
-        x = self.conv(x)
+        return self._norm_act(self.conv(x))
+
+    def after_conv(self, x):
+        """The norm and activation for a convolution output computed outside ``self.conv``
+        (as :func:`pyramid_bottleneck` does), including a ReLU that
+        :func:`common.fuse.fold_relu` moved into the convolution."""
+        x = self._norm_act(x)
+        return F.relu(x, inplace=True) if self.conv.fused_relu else x
+
+    def _norm_act(self, x):
         if hasattr(self, "bn"):
             x = self.bn(x)
         if self.activate is not None:
@@ -117,4 +129,83 @@ class PyramidPoolingModule(nn.ModuleList):
                          for scale in pool_scales)
 
     def forward(self, x):
-        return [resize(branch(x), x.shape[2:]) for branch in self]
+        return [resize(p, x.shape[2:]) for p in self.pooled(x)]
+
+    def pooled(self, x):
+        """The branches' outputs before upsampling (scale x scale each)."""
+        return [branch(x) for branch in self]
+
+
+def pyramid_bottleneck(ppm, bottleneck, x, x_first=True):
+    """``bottleneck(cat([x, *ppm(x)]))`` (``x_first=False``: the pyramid first, as ICNet
+    concatenates), without convolving the upsampled pyramid maps.
+
+    Convolution and bilinear upsampling are both linear, so the bottleneck's convolution over
+    the concatenation is its convolution over ``x`` with that slice of the weight, plus, for
+    each pooled map p (1..6 pixels a side), :func:`conv_of_resized`: the same sum in another
+    order, at a tiny share of the cost (the pyramid is half of PSPNet's 4096 input channels,
+    so half of the bottleneck's FLOPs go). The result equals the concatenation's within float
+    rounding (tested); ONNX export keeps the plain concatenation, the portable graph."""
+    conv = bottleneck.conv
+    if (torch.onnx.is_in_onnx_export() or tuple(conv.stride) != (1, 1) or conv.groups != 1
+            or conv.padding_mode != "zeros" or isinstance(conv.padding, str)):
+        maps = [x, *ppm(x)] if x_first else [*ppm(x), x]
+        return bottleneck(torch.cat(maps, dim=1))
+    pooled = ppm.pooled(x)
+    sizes = [p.shape[1] for p in pooled]
+    sizes = [x.shape[1], *sizes] if x_first else [*sizes, x.shape[1]]
+    weights = list(torch.split(conv.weight, sizes, dim=1))  # one grad copy back, not one per slice
+    x_weight = weights.pop(0 if x_first else -1)
+    out = conv._conv_forward(x, x_weight, conv.bias)  # nn.Conv2d's hook: ours picks the algorithm
+    device = x.device.type
+    rounding = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+    for i, (p, weight) in enumerate(zip(pooled, weights)):
+        taps = derived_weight(conv, ("pyramid", i, rounding), weight,
+                              lambda w: channel_major(w, rounding))
+        out = out + conv_of_resized(p, taps, conv, x.shape[2:], is_nhwc(out)).to(out.dtype)
+    return bottleneck.after_conv(out)
+
+
+def channel_major(weight, rounding=None):
+    """(in, out, kh, kw), contiguous, in one copy: the contraction over input channels becomes
+    one plain matrix product. In ``rounding`` (the autocast dtype the concatenation's
+    convolution would compute in) if given, else float32 (float64 stays)."""
+    dtype = rounding or (torch.float64 if weight.dtype == torch.float64 else torch.float32)
+    return weight.transpose(0, 1).to(dtype, memory_format=torch.contiguous_format)
+
+
+@functools.lru_cache(maxsize=64)
+def shifted_resize_matrices(out_size, in_size, kernel, dilation, padding, dtype, device):
+    """(kernel, out_size, in_size): for each kernel tap t, row y holds the weights with
+    which a bilinear resize (align_corners=False, as :func:`resize`) from ``in_size`` to
+    ``out_size`` makes output pixel y + t * dilation - padding (zeros outside the image: the
+    convolution's zero padding)."""
+    dst = torch.arange(out_size, dtype=torch.float64)
+    src = ((dst + 0.5) * (in_size / out_size) - 0.5).clamp(min=0)
+    low = src.floor().long().clamp(max=in_size - 1)
+    high = (low + 1).clamp(max=in_size - 1)
+    frac = src - low
+    padded = torch.zeros(out_size + 2 * padding + kernel * dilation, in_size, dtype=torch.float64)
+    rows = dst.long() + padding
+    padded[rows, low] += 1 - frac
+    padded[rows, high] += frac
+    taps = [padded[t * dilation:t * dilation + out_size] for t in range(kernel)]
+    return torch.stack(taps).to(device=device, dtype=dtype)
+
+
+def conv_of_resized(p, taps, conv, size, channels_last):
+    """``F.conv2d(resize(p, size), weight)`` with ``conv``'s padding and dilation (stride 1,
+    no bias), ``taps`` the weight as :func:`channel_major` gives it, computed on ``p`` itself:
+    q = weight x p for every kernel tap (channels contracted at p's few pixels; in the dtype
+    of ``taps``), then each tap's shifted bilinear resize, rows then columns, summed over taps
+    (float32; float64 for float64). Returned NHWC-strided if ``channels_last``."""
+    (kh, kw), (ph, pw), (dh, dw) = conv.kernel_size, conv.padding, conv.dilation
+    dtype = torch.float64 if taps.dtype == torch.float64 else torch.float32
+    rows = shifted_resize_matrices(size[0], p.shape[2], kh, dh, ph, dtype, p.device)
+    cols = shifted_resize_matrices(size[1], p.shape[3], kw, dw, pw, dtype, p.device)
+    with torch.autocast(p.device.type, enabled=False):
+        q = torch.einsum("ncij,coab->noabij", p.to(taps.dtype), taps).to(dtype)
+        q = torch.einsum("noabij,ayi->nobyj", q, rows)
+        if channels_last:
+            return torch.einsum("nobyj,bxj->nyxo", q, cols).permute(0, 3, 1, 2)
+        return torch.einsum("nobyj,bxj->noyx", q, cols)

@@ -8,7 +8,7 @@ The forward returns the feature map of every stage in ``out_indices``.
 """
 import torch.nn as nn
 
-from common.conv_weight_grad import Conv2d
+from common.cpu_conv import Conv2d
 
 DEPTHS = {18: ("basic", (2, 2, 2, 2)), 34: ("basic", (3, 4, 6, 3)),
           50: ("bottleneck", (3, 4, 6, 3)), 101: ("bottleneck", (3, 4, 23, 3))}
@@ -20,7 +20,7 @@ class BasicBlock(nn.Module):
     def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None):
         super().__init__()
         self.conv1 = Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation,
-                               bias=False)
+                            bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = Conv2d(planes, planes, 3, padding=1, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
@@ -31,7 +31,8 @@ class BasicBlock(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu(out + identity)
+        out += identity  # in place, as mmseg and torchvision: no new activation-sized tensor
+        return self.relu(out)
 
 
 class Bottleneck(nn.Module):
@@ -42,7 +43,7 @@ class Bottleneck(nn.Module):
         self.conv1 = Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.conv2 = Conv2d(planes, planes, 3, stride, padding=dilation, dilation=dilation,
-                               bias=False)
+                            bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = Conv2d(planes, planes * self.expansion, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * self.expansion)
@@ -54,7 +55,8 @@ class Bottleneck(nn.Module):
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
-        return self.relu(out + identity)
+        out += identity
+        return self.relu(out)
 
 
 def make_res_layer(block, inplanes, planes, num_blocks, stride, dilation, contract_dilation):
