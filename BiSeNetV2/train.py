@@ -20,8 +20,7 @@ from BiSeNetV2.ohem import ohem_per_head, ohem_weights  # noqa: E402
 from common import cityscapes, cli, training  # noqa: E402
 from common.errors import UserError, user_errors  # noqa: E402
 from common.evaluation import evaluate_checkpoint, evaluator_for  # noqa: E402
-from common.layers import resize  # noqa: E402
-from common.losses import cross_entropy, weighted_total  # noqa: E402
+from common.losses import cross_entropy, label_size_logits, weighted_total  # noqa: E402
 from common.lr_schedule import schedule_from_config, set_lr  # noqa: E402
 from common.submission import add_submission_flags, write_submission  # noqa: E402
 
@@ -76,7 +75,7 @@ def main(argv=None):
                 if ohem.get(head) is None:
                     losses[head] = cross_entropy(logits, labels, ignore)
                     continue
-                logits = resize(logits, labels.shape[-2:])
+                logits = label_size_logits(logits, labels)
                 hard = ohem_weights(logits, labels, ignore, **ohem[head])
                 losses[head] = cross_entropy(logits, labels, ignore, hard)
             return weighted_total(losses, weights)
