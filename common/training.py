@@ -39,6 +39,7 @@ from common.device import memory_mb, select_device, synchronize
 from common.device_caps import caps, check_channels_last
 from common.device_augment import DeviceAugment, list_collate
 from common.errors import UserError, unwrap_worker_error
+from common.host_memory import keep_freed_memory
 from common.logfmt import format_run, format_summary, format_train
 from common.pretrained import load_pretrained_backbone
 from common.run_logger import RunLogger
@@ -84,6 +85,7 @@ def start(name, args, cfg, config_path, model_dir):
     that fails because a peer died becomes a one-line error naming this rank."""
     info = distributed.env_dist_info()
     device = select_device(args.device, info.local_rank, args.device_list)
+    host_memory = keep_freed_memory()
     work_dir = work_dir_for(args, cfg, config_path, model_dir)
     trains = not (args.eval_only or args.check_data or args.prepare_data
                   or getattr(args, "format_only", False))
@@ -102,7 +104,8 @@ def start(name, args, cfg, config_path, model_dir):
                              rt_cfg["apex"])
         scalars = None if args.eval_only else open_sink(args.tensorboard, work_dir,
                                                         info.is_main)
-        log(f"{name} | config {config_path} | device {device} | precision {amp.describe()}")
+        log(f"{name} | config {config_path} | device {device} | precision {amp.describe()} "
+            f"| host memory: {host_memory}")
         log(format_run(name, info.world_size, cfg["data"]["batch_size"],
                        cfg["schedule"]["max_iters"]))
         yield Runtime(name, device, info, amp, work_dir, log, scalars)

@@ -14,7 +14,8 @@ the transforms in the worker, from the PNGs and from the decoded-data cache of
 ``train.py --prepare-data``, and with ``--device-augment``, where the worker only decodes).
 The fast paths use bf16 where it is measured faster than fp32 on this CPU (``--precision
 auto``; the table names the precision each used). Every table is headed by the CPU model and
-its ISA features.
+its ISA features. The process runs with train.py's host-memory policy
+(:mod:`common.host_memory`), which mmseg's side gets too: the ratios compare the code alone.
 """
 import os
 import statistics
@@ -34,6 +35,7 @@ from common.tools.benchmark import (MODELS, build_training, cityscapes_data_cfg,
 from common.datasets import SegDataset  # noqa: E402
 from common.transforms import build_train_pipeline  # noqa: E402
 from common.errors import ArgParser, UserError, user_errors  # noqa: E402
+from common.host_memory import keep_freed_memory  # noqa: E402
 from common.tools.mmseg_reference import (MMSEG_CONFIGS, build_mmseg, mmseg_config,  # noqa: E402
                                           stub_mmcv_ext)
 
@@ -191,6 +193,7 @@ def main(argv=None):
             from None
     np.random.seed(0)
     print(cpu_description())
+    print(f"host memory, both sides: {keep_freed_memory()} (as train.py runs)")
     results = {}
     for name in args.models:
         results[name] = compare(name, args)

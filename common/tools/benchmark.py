@@ -52,6 +52,7 @@ from common.losses import heads_cross_entropy  # noqa: E402
 from common.training import device_batch, sgd  # noqa: E402
 from common.errors import ArgParser, UserError, check_output_path, user_errors  # noqa: E402
 from common.fuse import fast_inference_model  # noqa: E402
+from common.host_memory import keep_freed_memory  # noqa: E402
 from common.cache import cache_dir  # noqa: E402
 from common.transforms import Normalize, build_train_pipeline  # noqa: E402
 
@@ -468,6 +469,7 @@ def main(argv=None):
     spec = load_target(args.model)
     cfg = target_config(spec, args.config)
     device = select_device(args.device)
+    host_memory = keep_freed_memory()  # as train.py runs
     torch.backends.cudnn.benchmark = True
     rows, extra = [], {}
     try:
@@ -488,6 +490,7 @@ def main(argv=None):
     print(f"{args.model} on {device} ({torch.get_num_threads()} threads), batch {args.batch}, "
           f"crop {args.crop[0]}x{args.crop[1]}, {args.iters} iterations after {args.warmup}")
     print(cpu_description())
+    print(f"host memory: {host_memory}")
     print(f"{'section':<7} {'variant':<48} {'images/s':>10} {'ratio':>7}")
     for section, variant, value, ratio in rows:
         print(f"{section:<7} {variant:<48} {value:>10.2f} {ratio:>6.2f}x")
@@ -499,6 +502,7 @@ def main(argv=None):
                           for k, v in t["achieved_tflops"].items())
               + (f"; peak {t['peak_tflops']}" if t["peak_tflops"] else ""))
     record = {"model": args.model, "device": str(device), "cpu": cpu_description(),
+              "host_memory": host_memory,
               "batch": args.batch,
               "crop": args.crop, "iters": args.iters, "warmup": args.warmup,
               "rows": [dict(zip(("section", "variant", "images_per_s", "ratio"), r))
