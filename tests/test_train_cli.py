@@ -32,6 +32,7 @@ def test_run_logs_trains_and_evaluates(reference_run):
     work, proc = reference_run
     assert "Iter(train) [6/6]" in proc.stdout and "Iter(val) [6/6]" in proc.stdout
     assert "mIoU:" in proc.stdout and "| road" in proc.stdout and "Summary  iters: 4" in proc.stdout
+    assert "| host memory: " in (work / "train_rank0.log").read_text()  # the policy it ran with
     assert os.path.isfile(work / "iter_3.pth") and os.path.isfile(work / "iter_6.pth")
     assert (work / "latest").read_text() == "iter_6.pth"
     assert os.path.isfile(work / "eval_iter_6_whole.json") and os.path.isfile(work / "train_rank0.log")
