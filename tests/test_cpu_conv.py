@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 import common.cpu_conv as cc
+import common.segmentor as segmentor
 from common.amp import MixedPrecision
 from common.device_caps import caps
 from common.fuse import fast_inference_model, fold_batchnorm, fold_relu
@@ -281,20 +282,40 @@ def test_pyramid_bottleneck_exports_the_concatenation(monkeypatch):
         pyramid_bottleneck(ppm.eval(), bottleneck.eval(), torch.randn(1, 16, 6, 6))
 
 
-@pytest.mark.parametrize("model_name", ["BiSeNetV2", "ICNet"])
-def test_eval_runs_nhwc_on_cpu_with_the_callers_layout_back(model_name):
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format],
+                         ids=["nhwc", "nchw"])
+def test_eval_runs_in_the_chosen_layout_with_the_callers_back(layout, monkeypatch):
+    monkeypatch.setattr(segmentor, "eval_layout", lambda net, x: layout)
     torch.manual_seed(0)
-    net = NETWORKS[model_name]().eval()
+    net = NETWORKS["BiSeNetV2"]().eval()
     x = torch.randn(1, 3, 64, 96)
+    seen = []
+    net.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
     with torch.no_grad():
         y = net(x)
         y_nhwc = net(x.contiguous(memory_format=torch.channels_last))
-        seen = []
-        hook = net.backbone.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
-        net(x)
-        hook.remove()
-    assert cc.is_nhwc(seen[0]) and y.is_contiguous() and cc.is_nhwc(y_nhwc)
-    assert torch.allclose(y, y_nhwc, atol=1e-5)
+        y_plain = net.run(x)
+    assert len(seen) == 3 and all(t.is_contiguous(memory_format=layout) for t in seen[:2])
+    assert y.is_contiguous() and cc.is_nhwc(y_nhwc)
+    assert torch.allclose(y, y_nhwc, atol=1e-5) and torch.allclose(y, y_plain, atol=1e-5)
+
+
+def test_eval_layout_is_measured_once_per_kind_of_input(monkeypatch):
+    net = NETWORKS["ICNet"]().eval()
+    calls = []
+    real = net.decode_logits
+    monkeypatch.setattr(net, "decode_logits", lambda x: calls.append(x) or real(x))
+    with torch.no_grad():
+        net(torch.randn(1, 3, 64, 64))
+        assert len(calls) == 2 + 4 + 1  # a warm-up and two timed calls per format, the call
+        assert {cc.is_nhwc(x) for x in calls} == {True, False}
+        net(torch.randn(1, 3, 64, 60))  # the same pixel bucket
+        assert len(calls) == 8
+        net(torch.randn(1, 3, 128, 128))
+        assert len(calls) == 8 + 7
+    net.train()
+    net(torch.randn(2, 3, 64, 64))  # training never measures
+    assert len(calls) == 15
 
 
 def test_sgd_is_fused_where_the_device_has_the_kernel():
@@ -330,8 +351,9 @@ def test_cpu_training_keeps_weights_contiguous():
 
 
 @pytest.mark.parametrize("model_name", ["BiSeNetV2", "ICNet"])
-def test_bf16_weights_give_the_autocast_output_bit_for_bit(model_name):
-    torch.manual_seed(0)
+def test_bf16_weights_give_the_autocast_output_bit_for_bit(model_name, monkeypatch):
+    monkeypatch.setattr(segmentor, "eval_layout", lambda net, x: torch.channels_last)  # one
+    torch.manual_seed(0)  # layout for both: the claim is about the weights
     net = NETWORKS[model_name]().eval()
     x = torch.randn(1, 3, 64, 128)
     per_call = fast_inference_model(net, True)
