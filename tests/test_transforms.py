@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from common.transforms import (Pad, PhotoMetricDistortion, RandomCrop, RandomFlip,
-                               RandomResize, build_train_pipeline, rescale_size)
+                               RandomResize, build_train_pipeline, label_counts,
+                               rescale_size)
 from common.config import DEFAULTS
 
 
@@ -110,3 +111,15 @@ def test_full_pipeline_label_values_stay_valid(seed):
     i, l = build_train_pipeline(cfg)(img, label, np.random.default_rng(seed))
     assert i.shape == (48, 48, 3) and l.shape == (48, 48)
     assert set(np.unique(l)) <= set(np.unique(label)) | {255}
+
+
+
+def test_label_counts_equal_bincount():
+    label = np.random.default_rng(0).integers(0, 19, (300, 400), dtype=np.uint8)
+    label[:20] = 255
+    for box in ((0, 300, 0, 400), (10, 50, 390, 400), (299, 300, 0, 1)):
+        region = label[box[0]:box[1], box[2]:box[3]].ravel()
+        assert np.array_equal(label_counts(label, box), np.bincount(region, minlength=256))
+    huge = np.zeros((4096, 4096), dtype=np.uint8)  # 2**24 pixels: past float32's whole numbers
+    huge[0, :3] = 7
+    assert label_counts(huge, (0, 4096, 0, 4096))[[0, 7]].tolist() == [2 ** 24 - 3, 3]
