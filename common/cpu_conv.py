@@ -179,7 +179,7 @@ class _PlannedConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, bias, conv, dtype, plan):
         layout = torch.channels_last if is_nhwc(x) else torch.contiguous_format
-        weight_c = weight.to(dtype, memory_format=layout)
+        weight_c = cast_to(weight, dtype, layout)
         bias_c = bias.to(dtype) if bias is not None else None
         ctx.conv, ctx.plan = conv, plan
         ctx.save_for_backward(x, weight_c)
@@ -209,6 +209,17 @@ class _PlannedConv(torch.autograd.Function):
         if need_b:
             grad_b = grad_out.sum((0, 2, 3), dtype=torch.float32).to(ctx.bias_dtype)
         return grad_x, grad_w, grad_b, None, None, None
+
+
+def cast_to(tensor, dtype, layout):
+    """``tensor.to(dtype, memory_format=layout)``: the same values and strides, but a
+    narrowing cast runs before the permuting copy, which then moves half the bytes (a
+    512x512x3x3 weight to bf16 NHWC: 0.85 against 1.62 ms in one copy, on this project's
+    CPU). The other way, widening a gradient, the one copy was measured faster in a step."""
+    if tensor.dtype.itemsize > dtype.itemsize and not tensor.is_contiguous(memory_format=layout):
+        out = torch.empty(tensor.shape, dtype=dtype, device=tensor.device, memory_format=layout)
+        return out.copy_(tensor.to(dtype))
+    return tensor.to(dtype, memory_format=layout)
 
 
 def prepacking_available():

@@ -15,7 +15,8 @@ import common.segmentor as segmentor
 from common.amp import MixedPrecision
 from common.device_caps import caps
 from common.fuse import fast_inference_model, fold_batchnorm, fold_relu
-from common.layers import ConvModule, PyramidPoolingModule, pyramid_bottleneck
+from common.layers import (ConvModule, PyramidPoolingModule, WeightSlices, channel_major,
+                           pyramid_bottleneck)
 from common.training import sgd
 from conftest import NETWORKS
 
@@ -259,6 +260,47 @@ def test_pyramid_bottleneck_is_the_concatenation_exactly(size, padding, dilation
         assert (got - expected).abs().max() < 1e-10 * expected.abs().max()
 
 
+def test_pyramid_bottleneck_trains_under_bf16_autocast_channels_last():
+    """The bf16 training path (autocast, NHWC, gradients on): the output and the gradients of
+    the input and of the bottleneck's weight (fp32, one tensor for all its slices) match the
+    concatenation's within bf16 rounding (relative norm of the difference)."""
+    (ppm, bottleneck), (ppm_ref, bottleneck_ref) = pyramid_pair(False, dtype=torch.float32)
+    for module in (ppm, bottleneck, ppm_ref, bottleneck_ref):
+        module.eval()  # BN frozen: train-mode BN on 2 images would amplify each bf16 rounding
+    x = torch.randn(2, 16, 9, 12).contiguous(memory_format=torch.channels_last)
+    x.requires_grad_(True)
+    with torch.autocast("cpu", torch.bfloat16):
+        y = pyramid_bottleneck(ppm, bottleneck, x, x_first=False)
+        y_ref = concatenated(ppm_ref, bottleneck_ref, x, False)
+    g = torch.randn_like(y)
+    grads = torch.autograd.grad(y, [x, bottleneck.conv.weight], g)
+    refs = torch.autograd.grad(y_ref, [x, bottleneck_ref.conv.weight], g)
+    assert close(y.float(), y_ref.float(), True)
+    assert grads[1].dtype == torch.float32 and grads[1].is_contiguous()
+    for got, expected in zip(grads, refs):  # 4.9% here, before WeightSlices too; a slice in
+        assert (got - expected).norm() <= 1e-1 * expected.norm()  # the wrong place: over 100%
+
+
+@pytest.mark.parametrize("rounding", [None, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format],
+                         ids=["nhwc", "nchw"])
+def test_weight_slices_gradient_is_splits_exactly(rounding, layout):
+    """WeightSlices gives the slices torch.split and the casts give, and in backward the same
+    gradient for the whole weight, bit for bit, written in one pass."""
+    torch.manual_seed(0)
+    weight = torch.randn(6, 10, 3, 3, requires_grad=True)
+    sizes, x_at = (4, 2, 3, 1), 2
+    made = WeightSlices.apply(weight, sizes, x_at, rounding, layout)
+    ref = [channel_major(w, rounding) if i != x_at
+           else w.to(rounding or w.dtype, memory_format=layout)  # what cast_to must equal
+           for i, w in enumerate(torch.split(weight, list(sizes), dim=1))]
+    assert all(torch.equal(a, b) and a.stride() == b.stride() for a, b in zip(made, ref))
+    outs = [torch.randn_like(m) for m in made]
+    got = torch.autograd.grad(made, weight, outs)[0]
+    expected = torch.autograd.grad(ref, weight, outs)[0]
+    assert torch.equal(got, expected)
+
+
 @pytest.mark.parametrize("autocast", [False, True], ids=["fp32", "bf16"])
 def test_pyramid_bottleneck_in_eval_and_the_fast_path(autocast):
     (ppm, bottleneck), (ppm_ref, bottleneck_ref) = pyramid_pair(True, dtype=torch.float32)
@@ -362,3 +404,17 @@ def test_bf16_weights_give_the_autocast_output_bit_for_bit(model_name, monkeypat
     assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
     with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
         assert torch.equal(per_call(x), stored(x))
+
+
+@pytest.mark.parametrize("shape", [(8, 6, 3, 3), (8, 6, 1, 1), (4, 3, 5, 2)])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format],
+                         ids=["nhwc", "nchw"])
+def test_cast_to_is_to_with_memory_format(shape, dtype, layout):
+    """cast_to gives what tensor.to(dtype, memory_format=layout) gives: values and strides,
+    from a plain tensor and from a slice of one."""
+    torch.manual_seed(0)
+    for tensor in (torch.randn(shape), torch.randn(shape[0], shape[1] * 2, *shape[2:])[:, 1::2]):
+        got, expected = cc.cast_to(tensor, dtype, layout), tensor.to(dtype, memory_format=layout)
+        assert got.dtype == dtype and torch.equal(got, expected)
+        assert got.stride() == expected.stride()
