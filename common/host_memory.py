@@ -3,10 +3,12 @@
 glibc's malloc serves blocks above its mmap threshold (32 MB at most) with fresh mappings and
 hands them back on free, and trims freed memory at the top of the heap. A training step
 allocates and frees the same large tensors every time (activations, casts of the weights to
-bf16, their gradients), so each step page-faults them in again: on this project's 2-core
-VM that is a quarter of ICNet's CPU step (0.50 -> 0.37 s at 256x256 crops, bf16) and 10% of
-BiSeNetV2's. With mmap off and trimming off, the heap keeps what a step frees and the next
-step reuses it; the process holds its peak usage (measured: 4% more peak RSS than without).
+bf16, their gradients), so each step page-faults them in again. With mmap off and trimming
+off, the heap keeps what a step frees and the next step reuses it; the process holds its peak
+usage (measured: 4% more peak RSS than without). On this project's 2-core AMD EPYC VM, ICNet's
+bf16 training step at 256x256 crops, batch 2: 0.406 -> 0.385 s and 0.541 -> 0.467 s in two
+alternating runs; mmseg's fp32 ICNet step in the same process: 0.66 -> 0.50 s (both sides of
+``common.tools.bench_vs_mmseg`` run under it, so its ratios compare the code alone).
 This is what jemalloc / tcmalloc preloading gives on CPU; glibc's own knobs need no extra
 library. Elsewhere than glibc, or with ``SEGZOO_MALLOC=system``, nothing changes.
 """

@@ -18,8 +18,9 @@ Prints one table and writes JSON:
   in one process, i.e. per worker, from the PNGs and from the decoded-data cache
   (``train.py --prepare-data``); plus PNG decode speed of OpenCV and Pillow.
 - ``infer``: batch 1 at the dataset's test size (1024x2048 Cityscapes, 512x512 VOC): eager
-  fp32, the fast path (BN folded into convs + channels_last, + half precision on accelerators
-  and, where measured faster, on CPUs with native bf16) and ONNX Runtime on the exported model.
+  fp32, the fast path (BN and ReLU folded into convs, channels_last (on CPU the layout measured
+  faster), + half precision on accelerators and, where measured faster, on CPUs with native
+  bf16) and ONNX Runtime on the exported model.
 
 Each table names the fast path's precision, and is headed by the CPU model and ISA features.
 """
@@ -249,8 +250,10 @@ def fast_level(device, args, candidate):
 def describe_fast(args, device, training, half):
     parts = []
     if not training:
-        parts.append("BN folded")
-    if args.channels_last:
+        parts.append("BN+ReLU folded")
+    if not training and device.type == "cpu":
+        parts.append("measured layout")  # common.segmentor.eval_layout
+    elif args.channels_last:
         parts.append("channels_last")
     if half:
         parts.append("bf16" if device.type == "cpu" else "fp16")
