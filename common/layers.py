@@ -160,32 +160,25 @@ def pyramid_bottleneck(ppm, bottleneck, x, x_first=True):
     if torch.is_grad_enabled() and conv.weight.requires_grad:
         layout = torch.channels_last if is_nhwc(x) else torch.contiguous_format
         weights = list(WeightSlices.apply(conv.weight, tuple(sizes), x_at, rounding, layout))
-        x_weight = weights.pop(x_at)
-        taps = weights
     else:
-        weights = list(torch.split(conv.weight, sizes, dim=1))
-        x_weight = weights.pop(x_at)
-        taps = [derived_weight(conv, ("pyramid", i, rounding), weight,
-                               lambda w: channel_major(w, rounding))
-                for i, weight in enumerate(weights)]
+        weights = [w if i == x_at else derived_weight(conv, ("pyramid", i, rounding), w,
+                                                       lambda w: channel_major(w, rounding))
+                   for i, w in enumerate(torch.split(conv.weight, sizes, dim=1))]
+    x_weight = weights.pop(x_at)
     out = conv._conv_forward(x, x_weight, conv.bias)  # nn.Conv2d's hook: ours picks the algorithm
-    for p, weight in zip(pooled, taps):
+    for p, weight in zip(pooled, weights):
         out = out + conv_of_resized(p, weight, conv, x.shape[2:], is_nhwc(out)).to(out.dtype)
     return bottleneck.after_conv(out)
 
 
-def pyramid_dtype(weight, rounding):
-    """The dtype :func:`conv_of_resized` contracts in: ``rounding`` (the autocast dtype the
-    concatenation's convolution would compute in) if given, else float32 (float64 stays)."""
-    return rounding or (torch.float64 if weight.dtype == torch.float64 else torch.float32)
-
-
 def channel_major(weight, rounding=None):
-    """(in, out, kh, kw), contiguous, in :func:`pyramid_dtype`: the contraction over input
-    channels becomes one plain matrix product. Cast first, then transposed: the transposing
-    copy moves runs of kh x kw elements, half as many bytes in bf16 (1.6 against 2.7 ms for a
-    512x512x3x3 slice to bf16 on this project's CPU)."""
-    return weight.to(pyramid_dtype(weight, rounding)).transpose(0, 1).contiguous()
+    """(in, out, kh, kw), contiguous: the contraction over input channels becomes one plain
+    matrix product. In ``rounding`` (the autocast dtype the concatenation's convolution would
+    compute in) if given, else float32 (float64 stays). Cast first, then transposed: the
+    transposing copy moves runs of kh x kw elements, half as many bytes in bf16 (1.6 against
+    2.7 ms for a 512x512x3x3 slice to bf16 on this project's CPU)."""
+    dtype = rounding or (torch.float64 if weight.dtype == torch.float64 else torch.float32)
+    return weight.to(dtype).transpose(0, 1).contiguous()
 
 
 class WeightSlices(torch.autograd.Function):
@@ -211,10 +204,7 @@ class WeightSlices(torch.autograd.Function):
     def backward(ctx, *grads):
         full = torch.empty_like(ctx.weight_like, device=grads[ctx.x_at].device)
         for i, (part, grad) in enumerate(zip(torch.split(full, list(ctx.sizes), dim=1), grads)):
-            if grad is None:
-                part.zero_()
-            else:
-                part.copy_(grad if i == ctx.x_at else grad.transpose(0, 1))
+            part.copy_(grad if i == ctx.x_at else grad.transpose(0, 1))  # unused slices: zeros
         return full, None, None, None, None
 
 

@@ -113,7 +113,6 @@ def test_full_pipeline_label_values_stay_valid(seed):
     assert set(np.unique(l)) <= set(np.unique(label)) | {255}
 
 
-
 def test_label_counts_equal_bincount():
     label = np.random.default_rng(0).integers(0, 19, (300, 400), dtype=np.uint8)
     label[:20] = 255
