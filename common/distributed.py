@@ -76,6 +76,13 @@ def init_distributed(info, device_type, timeout_s=None):
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     os.environ.setdefault("MASTER_PORT", "29500")
     timeout_s = timeout_s or float(os.environ.get("SEGZOO_DIST_TIMEOUT", 1800))
+    # Its functions take ``group=group.WORLD`` as a default, evaluated at import. DDP imports
+    # it lazily: after init_process_group it would hold the default group until the
+    # interpreter finalizes, and a gloo worker thread still freeing a finished collective then
+    # aborts the process (SIGABRT, "terminate called without an active exception") after a
+    # run that succeeded. Imported first, it holds None, and the group (its threads joined)
+    # goes with the DDP wrapper.
+    import torch.distributed.nn.functional  # noqa: F401
     try:
         dist.init_process_group(backend=BACKENDS[device_type], rank=info.rank,
                                 world_size=info.world_size,

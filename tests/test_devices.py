@@ -101,7 +101,7 @@ def test_nodes_without_a_shared_work_dir_stop_instead_of_hanging(tiny_config, sy
     assert (tmp_path / "node0" / "iter_2.pth").exists()
     assert not (tmp_path / "node1" / "iter_2.pth").exists()
     for proc, out, err in launch(4, free_port()):
-        assert proc.returncode == 2
+        assert proc.returncode == 2, err
         line = err.strip().splitlines()[-1]
         assert "ranks resume from different iterations (rank 0: 2, rank 1: 0)" in line
         assert "shared filesystem" in line

@@ -333,6 +333,41 @@ def test_a_dead_rank_stops_the_others_quickly(tiny_config, synthetic_root, tmp_p
     rank1.communicate()
 
 
+# Joins a 2-process gloo group as train.py does, trains one DDP step, shuts down and drops
+# the wrapper; prints how many threads the process had before joining and after.
+GLOO_THREADS = """
+import os, sys
+import torch
+from common import distributed
+def threads():
+    return len(os.listdir("/proc/self/task"))
+rank = int(sys.argv[1])
+before = threads()
+distributed.init_distributed(distributed.DistInfo(rank=rank, world_size=2), "cpu")
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 3))
+model(torch.ones(2, 3)).sum().backward()
+distributed.shutdown()
+del model
+print(before, threads())
+"""
+
+
+def test_gloo_threads_end_with_the_run_not_at_interpreter_exit():
+    """gloo's worker threads must stop while Python is alive: one still freeing a finished
+    collective when the interpreter finalizes aborts a run that succeeded (SIGABRT)."""
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", GLOO_THREADS, str(rank)], cwd=REPO,
+                              env={**os.environ, "MASTER_ADDR": "127.0.0.1",
+                                   "MASTER_PORT": str(port), "PYTHONPATH": REPO},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for rank in (0, 1)]
+    for proc in procs:
+        out, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+        before, after = map(int, out.split())
+        assert after == before, f"{after - before} thread(s) of the process group outlive it"
+
+
 def test_mismatched_configs_are_refused_at_start(tiny_config, synthetic_root, tmp_path):
     procs = two_ranks(tiny_config, tmp_path, free_port(),
                       ({}, {"args": ["data.batch_size=3"]}), max_iters="2")
