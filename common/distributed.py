@@ -4,7 +4,9 @@ torchrun sets ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR`` and ``MA
 the ModelZoo scripts set ``RANK_SIZE`` / ``RANK_ID`` for the same purpose. The backend follows
 the device: hccl (npu), nccl (cuda), gloo (cpu).
 """
+import atexit
 import datetime
+import gc
 import os
 from dataclasses import dataclass
 
@@ -77,11 +79,8 @@ def init_distributed(info, device_type, timeout_s=None):
     os.environ.setdefault("MASTER_PORT", "29500")
     timeout_s = timeout_s or float(os.environ.get("SEGZOO_DIST_TIMEOUT", 1800))
     # Its functions take ``group=group.WORLD`` as a default, evaluated at import. DDP imports
-    # it lazily: after init_process_group it would hold the default group until the
-    # interpreter finalizes, and a gloo worker thread still freeing a finished collective then
-    # aborts the process (SIGABRT, "terminate called without an active exception") after a
-    # run that succeeded. Imported first, it holds None, and the group (its threads joined)
-    # goes with the DDP wrapper.
+    # it lazily; imported after init_process_group, it would hold the group until the
+    # interpreter finalizes (see release_at_exit). Imported first, it holds None.
     import torch.distributed.nn.functional  # noqa: F401
     try:
         dist.init_process_group(backend=BACKENDS[device_type], rank=info.rank,
@@ -97,6 +96,8 @@ def init_distributed(info, device_type, timeout_s=None):
                         "every rank is started with the same MASTER_ADDR/MASTER_PORT") from None
     if BACKENDS[device_type] != "gloo":  # every rank makes it, in the same order
         _CONTROL_GROUP.append(dist.new_group(backend="gloo"))
+    _KEPT_GROUP.append(dist.group.WORLD)
+    atexit.register(release_at_exit)
 
 
 PEER_FAILURE_SIGNS = ("connection reset", "connection closed", "broken pipe", "timed out",
@@ -151,6 +152,18 @@ def shutdown():
         dist.destroy_process_group()
 
 
+def release_at_exit():
+    """The end of a process that joined a group: free what still holds it (a finished run's
+    DDP wrapper, whose reducer frees it with the GIL held), then drop the last reference from
+    Python, which joins gloo's worker threads with the GIL released, before the interpreter
+    finalizes. A worker still freeing a finished collective needs the GIL: joined with the
+    GIL held, it deadlocks; left to the interpreter's finalization, it aborts the process
+    (SIGABRT, "terminate called without an active exception") after a run that succeeded."""
+    shutdown()
+    gc.collect()
+    _KEPT_GROUP.clear()
+
+
 def broadcast_buffers(module, src=0):
     """Give every rank rank ``src``'s floating-point buffers (BatchNorm running statistics):
     before a distributed evaluation, so that the figure is the one of the model rank 0 saves
@@ -200,6 +213,7 @@ def all_reduce_max(tensor, group=None):
 
 
 _CONTROL_GROUP = []  # the host-side group, made once by init_distributed on every rank
+_KEPT_GROUP = []  # the default group, kept from Python until release_at_exit
 
 
 def control_group():

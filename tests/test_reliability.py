@@ -333,30 +333,36 @@ def test_a_dead_rank_stops_the_others_quickly(tiny_config, synthetic_root, tmp_p
     rank1.communicate()
 
 
-# Joins a 2-process gloo group as train.py does, trains one DDP step, shuts down and drops
-# the wrapper; prints how many threads the process had before joining and after.
-GLOO_THREADS = """
-import os, sys
+# Joins a 2-process gloo group as train.py does (DDP, a step, an object gather and a barrier
+# as a checkpoint does) in a function, as the entry points do, then ends. An exit hook registered before joining runs after
+# common.distributed's (atexit is last in, first out) and prints how many threads the process
+# had before joining and has then.
+GLOO_EXIT = """
+import atexit, os, sys
 import torch
 from common import distributed
 def threads():
     return len(os.listdir("/proc/self/task"))
-rank = int(sys.argv[1])
 before = threads()
-distributed.init_distributed(distributed.DistInfo(rank=rank, world_size=2), "cpu")
-model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 3))
-model(torch.ones(2, 3)).sum().backward()
-distributed.shutdown()
-del model
-print(before, threads())
+atexit.register(lambda: print(before, threads(), flush=True))
+def main(rank):
+    distributed.init_distributed(distributed.DistInfo(rank=rank, world_size=2), "cpu")
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(3, 3))
+    model(torch.ones(2, 3)).sum().backward()
+    distributed.gather_objects(rank)
+    distributed.barrier()
+    distributed.shutdown()
+main(int(sys.argv[1]))
 """
 
 
-def test_gloo_threads_end_with_the_run_not_at_interpreter_exit():
-    """gloo's worker threads must stop while Python is alive: one still freeing a finished
-    collective when the interpreter finalizes aborts a run that succeeded (SIGABRT)."""
+def test_gloo_threads_end_before_the_interpreter_finalizes():
+    """gloo's worker threads must be joined at exit while Python is alive, with the GIL free:
+    one still freeing a finished collective when the interpreter finalizes aborts a run that
+    succeeded (SIGABRT); joined with the GIL held (DDP's reducer freeing the group), it
+    deadlocks."""
     port = free_port()
-    procs = [subprocess.Popen([sys.executable, "-c", GLOO_THREADS, str(rank)], cwd=REPO,
+    procs = [subprocess.Popen([sys.executable, "-c", GLOO_EXIT, str(rank)], cwd=REPO,
                               env={**os.environ, "MASTER_ADDR": "127.0.0.1",
                                    "MASTER_PORT": str(port), "PYTHONPATH": REPO},
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
