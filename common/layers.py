@@ -193,8 +193,7 @@ class WeightSlices(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight, sizes, x_at, rounding, layout):
-        ctx.sizes, ctx.x_at = sizes, x_at
-        ctx.weight_like = torch.empty_like(weight, device="meta")
+        ctx.sizes, ctx.x_at, ctx.shape, ctx.dtype = sizes, x_at, weight.shape, weight.dtype
         slices = torch.split(weight, list(sizes), dim=1)
         return tuple(channel_major(w, rounding) if i != x_at
                      else cast_to(w, rounding or w.dtype, layout)
@@ -202,7 +201,7 @@ class WeightSlices(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grads):
-        full = torch.empty_like(ctx.weight_like, device=grads[ctx.x_at].device)
+        full = torch.empty(ctx.shape, dtype=ctx.dtype, device=grads[ctx.x_at].device)
         for i, (part, grad) in enumerate(zip(torch.split(full, list(ctx.sizes), dim=1), grads)):
             part.copy_(grad if i == ctx.x_at else grad.transpose(0, 1))  # unused slices: zeros
         return full, None, None, None, None

@@ -334,9 +334,9 @@ def test_a_dead_rank_stops_the_others_quickly(tiny_config, synthetic_root, tmp_p
 
 
 # Joins a 2-process gloo group as train.py does (DDP, a step, an object gather and a barrier
-# as a checkpoint does) in a function, as the entry points do, then ends. An exit hook registered before joining runs after
-# common.distributed's (atexit is last in, first out) and prints how many threads the process
-# had before joining and has then.
+# as a checkpoint does) inside a function, as the entry points do, then ends. An exit hook
+# registered before joining runs after common.distributed's (atexit is last in, first out)
+# and prints how many threads the process had before joining and has then.
 GLOO_EXIT = """
 import atexit, os, sys
 import torch

@@ -7,11 +7,11 @@ dependency). Both networks get the same weights (the state_dicts are key-for-key
 same inputs. Rounds alternate ours / mmseg so drifts in machine load hit both; each figure is
 the median over rounds. Measured: the fp32 training step (forward + loss + backward + SGD),
 our fast training step (channels_last, + bf16 autocast), fp32 whole-image inference at
-``--infer-size`` (batch 1), our fast inference path (BN and ReLU folded, the layout measured faster, + bf16), and
-the train data pipeline per worker on
-2048x1024 PNGs (mmseg: its config's ``train_pipeline`` through mmcv's transforms; ours with
-the transforms in the worker, from the PNGs and from the decoded-data cache of
-``train.py --prepare-data``, and with ``--device-augment``, where the worker only decodes).
+``--infer-size`` (batch 1), our fast inference path (BN and ReLU folded, the layout measured
+faster, + bf16), and the train data pipeline per worker on 2048x1024 PNGs (mmseg: its
+config's ``train_pipeline`` through mmcv's transforms; ours with the transforms in the worker,
+from the PNGs and from the decoded-data cache of ``train.py --prepare-data``, and with
+``--device-augment``, where the worker only decodes).
 The fast paths use bf16 where it is measured faster than fp32 on this CPU (``--precision
 auto``; the table names the precision each used). Every table is headed by the CPU model and
 its ISA features. The process runs with train.py's host-memory policy
