@@ -33,6 +33,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from common.device_caps import caps
+
 MAX_PIXELS = 1024  # above this many output pixels per batch the GEMMs lost on every shape tried
 MIN_WEIGHT = 2 ** 18  # weights smaller than this (elements) are cheap to reorder: not measured
 GEMM_WIN = 0.8     # a GEMM must take at most this share of oneDNN's time: timings are noisy
@@ -222,12 +224,20 @@ def cast_to(tensor, dtype, layout):
     return tensor.to(dtype, memory_format=layout)
 
 
-def prepacking_available():
+def prepacking_available(dtype=torch.float32):
     """oneDNN's prepacked-weight convolution is in this torch build (an internal op of
-    torch.compile's CPU backend; nn.Conv2d's path serves where it is missing)."""
-    return (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
+    torch.compile's CPU backend; nn.Conv2d's path serves where it is missing) and, for bf16 /
+    fp16, this CPU has oneDNN's native kernels for the dtype (its reorder refuses otherwise:
+    bf16 needs AVX512-BW/VL/DQ or AVX-NE-CONVERT)."""
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled
             and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-            and hasattr(torch._C._nn, "mkldnn_reorder_conv2d_weight"))
+            and hasattr(torch._C._nn, "mkldnn_reorder_conv2d_weight")):
+        return False
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    if dtype == torch.float16:
+        return bool(torch.ops.mkldnn._is_mkldnn_fp16_supported())
+    return True
 
 
 def prepack(weight, conv, input_shape):
@@ -281,7 +291,7 @@ class Conv2d(nn.Conv2d):
         ready = derived_weight(self, ("as input", dtype, layout), weight,
                                lambda w: w.to(dtype).contiguous(memory_format=layout))
         bias = bias.to(dtype) if bias is not None else None
-        if (weight.numel() >= MIN_WEIGHT and prepacking_available()
+        if (weight.numel() >= MIN_WEIGHT and prepacking_available(dtype)
                 and self._packing_wins(x, ready, bias, relu)):
             packed = derived_weight(self, ("packed", dtype, layout), weight,
                                     lambda w: prepack(ready, self, x.shape))
@@ -291,7 +301,7 @@ class Conv2d(nn.Conv2d):
 
     def _compute_dtype(self, x, weight):
         """The dtype this call computes in where a measured algorithm may serve, else None."""
-        if not (x.device.type == "cpu" and x.dim() == 4 and self.padding_mode == "zeros"
+        if not (caps(x.device.type).host_tuning and x.dim() == 4 and self.padding_mode == "zeros"
                 and not isinstance(self.padding, str)):
             return None
         if (torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export()

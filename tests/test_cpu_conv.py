@@ -155,6 +155,8 @@ def test_prepacked_inference_matches_conv2d(shape, channels_last, autocast, alwa
     ours = cc.Conv2d(*args, bias=bias).eval()
     reference = torch.nn.Conv2d(*args, bias=bias).eval()
     reference.load_state_dict(ours.state_dict())
+    if autocast and not cc.prepacking_available(torch.bfloat16):
+        pytest.skip("oneDNN has no native bf16 convolution on this CPU (it refuses to prepack)")
     x = torch.randn(1, args[0], 12, 10)
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
