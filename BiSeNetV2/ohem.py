@@ -18,18 +18,31 @@ OHEM_KEYS = {"thresh": 0.7, "min_kept": 10000}
 @torch.no_grad()
 def ohem_weights(logits, label, ignore_index=255, thresh=0.7, min_kept=10000):
     """Per-pixel 0/1 weights (float, shape of ``label``) selecting the hard pixels; ``logits``
-    at the label's size."""
+    at the label's size.
+
+    No host-device synchronisation (it runs for every OHEM head at every iteration): no
+    ``.item()``, no boolean-mask indexing, no branch on a tensor's value. The ``kept``-th
+    smallest labelled probability, ``kept = min(min_kept * batch, labelled - 1)``, is read on
+    the device from the ``min_kept * batch + 1`` smallest of all pixels (a size known from the
+    shapes), unlabelled pixels ranked last as +inf. A NaN probability (a diverged run) ranks
+    last as ``sort`` puts it: if the ``kept``-th is one, the threshold is NaN and no pixel is
+    kept, as before. Same weights as sorting the labelled pixels on the host, bit for bit
+    (tests/test_ohem_syncs.py)."""
+    if label.numel() == 0:
+        return torch.zeros(label.shape, dtype=torch.float32, device=label.device)
     valid = label != ignore_index
-    weights = torch.zeros(label.shape, dtype=torch.float32, device=label.device)
     prob = F.softmax(logits.float(), dim=1)
     target = torch.where(valid, label, torch.zeros_like(label))
-    true_prob = prob.gather(1, target.unsqueeze(1)).squeeze(1)[valid]
-    if true_prob.numel() == 0:
-        return weights
-    kept = min(min_kept * label.shape[0], true_prob.numel() - 1)
-    threshold = max(true_prob.sort().values[kept].item(), thresh)
-    weights[valid] = (true_prob < threshold).float()
-    return weights
+    true_prob = prob.gather(1, target.unsqueeze(1)).squeeze(1)
+    ranked = valid & ~torch.isnan(true_prob)  # labelled, not NaN: sorted first, ascending
+    candidates = torch.where(ranked, true_prob, float("inf")).flatten()
+    k = min(min_kept * label.shape[0] + 1, candidates.numel())
+    smallest = candidates.topk(k, largest=False, sorted=True).values
+    kept = (valid.sum() - 1).clamp(0, k - 1)  # min(min_kept * batch, labelled - 1)
+    p_k = smallest.gather(0, kept.view(1)).squeeze(0)
+    p_k = torch.where(kept < ranked.sum(), p_k, float("nan"))  # the kept-th sorted is NaN
+    threshold = p_k.clamp_min(thresh)  # max(p_k, thresh) in float32; NaN stays NaN
+    return (valid & (true_prob < threshold)).float()
 
 
 def _settings(value, where):
