@@ -8,6 +8,7 @@ import atexit
 import datetime
 import gc
 import os
+import socket
 from dataclasses import dataclass
 
 import torch
@@ -82,6 +83,7 @@ def init_distributed(info, device_type, timeout_s=None):
     # it lazily; imported after init_process_group, it would hold the group until the
     # interpreter finalizes (see release_at_exit). Imported first, it holds None.
     import torch.distributed.nn.functional  # noqa: F401
+    check_gloo_reachable(info)
     try:
         dist.init_process_group(backend=BACKENDS[device_type], rank=info.rank,
                                 world_size=info.world_size,
@@ -95,9 +97,34 @@ def init_distributed(info, device_type, timeout_s=None):
                         f"{os.environ['MASTER_ADDR']}:{port} ({first_line(exc)}); check that "
                         "every rank is started with the same MASTER_ADDR/MASTER_PORT") from None
     if BACKENDS[device_type] != "gloo":  # every rank makes it, in the same order
-        _CONTROL_GROUP.append(dist.new_group(backend="gloo"))
+        try:
+            _CONTROL_GROUP.append(dist.new_group(
+                backend="gloo", timeout=datetime.timedelta(seconds=timeout_s)))
+        except RuntimeError as exc:
+            raise UserError(f"rank {info.rank} could not make the host-side gloo group "
+                            f"({first_line(exc)}); set GLOO_SOCKET_IFNAME to the network "
+                            "interface that reaches the other nodes") from None
     _KEPT_GROUP.append(dist.group.WORLD)
     atexit.register(release_at_exit)
+
+
+def check_gloo_reachable(info):
+    """Across nodes, gloo (the CPU backend, and the host-side group beside nccl / hccl) listens
+    on the address this node's hostname resolves to unless GLOO_SOCKET_IFNAME names an
+    interface. A hostname resolving to loopback (Debian's 127.0.1.1) cannot be reached from
+    another node: the group would fail or wait out its timeout, so say so before joining."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
+    if local >= info.world_size or os.environ.get("GLOO_SOCKET_IFNAME"):
+        return
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        address = None
+    if address is None or address.startswith("127."):
+        raise UserError(f"this node's hostname {socket.gethostname()} resolves to "
+                        f"{address or 'no address'}, which the other nodes cannot reach; set "
+                        "GLOO_SOCKET_IFNAME to the interface that reaches them (the launch "
+                        "scripts set it from the route to --master_addr)")
 
 
 PEER_FAILURE_SIGNS = ("connection reset", "connection closed", "broken pipe", "timed out",

@@ -39,7 +39,9 @@ usage: bash test/$(basename "$0") [--key=value ...]     ($Network, $RANK_SIZE pr
   --format_only [--split=test]   eval scripts, Cityscapes models: write the benchmark
                          submission (labelIds PNGs) to test/output/<id>/cityscapes_results
   --nnodes=N --node_rank=R --master_addr=HOST --master_port=PORT   (8p scripts, multi-node)
-Environment: ASCEND_DEVICE_ID (default 0), RANK_SIZE (processes per node of the 8p scripts).
+Environment: ASCEND_DEVICE_ID (default 0), RANK_SIZE (processes per node of the 8p scripts);
+multi-node: GLOO_SOCKET_IFNAME and HCCL_IF_IP (default: the interface and address of this
+node's route to --master_addr); ASCEND_CANN_ROOT (CANN's install root, see env_npu.sh).
 Outputs go to test/output/\${ASCEND_DEVICE_ID}/ once the run succeeded (the previous run's folder
 is kept as .prev); full runs also leave curves.png there. Dashes and underscores in keys are
 interchangeable.
@@ -117,6 +119,77 @@ zoo_parse() {
   out="$ZOO_MODEL_DIR/test/output/$ASCEND_DEVICE_ID"
   run_dir="$out.running"
   log="$run_dir/train_${ASCEND_DEVICE_ID}.log"
+  zoo_network
+}
+
+# Multi-node: the host-side gloo control group (common/distributed.py) and HCCL must use the
+# interface that reaches node 0. Left alone, gloo binds to the address the hostname resolves
+# to (127.0.1.1 on many distributions: new_group fails, or waits out its 30-minute timeout)
+# and HCCL may take a docker bridge. The kernel's route to master_addr names both: its source
+# address (HCCL_IF_IP) and the interface holding that address (GLOO_SOCKET_IFNAME); values
+# the user set are kept. Python rather than `ip route get`: iproute2 may be missing, and on
+# node 0 that route is `local ... dev lo`. Single node: left to gloo and HCCL.
+zoo_network() {
+  [ "$nnodes" != 1 ] || return 0
+  if [ -n "${GLOO_SOCKET_IFNAME:-}" ] && [ -n "${HCCL_IF_IP:-}" ]; then return 0; fi
+  local route src dev
+  if ! route="$(python3 - "$master_addr" <<'PY'
+import fcntl, ipaddress, socket, struct, sys
+
+host = sys.argv[1]
+try:
+    family, _, _, _, addr = socket.getaddrinfo(host, 9, type=socket.SOCK_DGRAM)[0]
+    with socket.socket(family, socket.SOCK_DGRAM) as s:
+        s.connect(addr)  # a UDP connect only looks the route up; nothing is sent
+        src = s.getsockname()[0].split("%")[0]
+except OSError as exc:
+    print(f"no route from this node to --master_addr={host} ({exc.strerror or exc}); pass "
+          "node 0's address")
+    sys.exit(1)
+try:
+    literal_loopback = ipaddress.ip_address(host).is_loopback  # one-host test: 127.0.0.1
+except ValueError:
+    literal_loopback = False
+if ipaddress.ip_address(src).is_loopback and not literal_loopback:
+    print(f"--master_addr={host} resolves to {addr[0]}, a loopback address the other nodes "
+          "cannot reach (/etc/hosts maps many hostnames to 127.0.1.1); pass node 0's address "
+          "on the network the nodes share")
+    sys.exit(1)
+dev = "-"  # the interface holding src: IPv6 from /proc, IPv4 by SIOCGIFADDR
+try:
+    if family == socket.AF_INET6:
+        want = ipaddress.ip_address(src).exploded.replace(":", "")
+        with open("/proc/net/if_inet6") as f:
+            dev = next((l.split()[5] for l in f if l.split()[0] == want), "-")
+    else:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _, name in socket.if_nameindex():
+                try:
+                    ifreq = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", name.encode()))
+                except OSError:  # no IPv4 address
+                    continue
+                if socket.inet_ntoa(ifreq[20:24]) == src:
+                    dev = name
+                    break
+except OSError:
+    pass
+print(src, dev)
+PY
+)"; then
+    if [ -n "${GLOO_SOCKET_IFNAME:-}" ]; then return 0; fi  # the user's interface; HCCL picks
+    zoo_die "$route; or set GLOO_SOCKET_IFNAME=<this node's interface to node 0> and" \
+            "HCCL_IF_IP=<its address> on every node"
+  fi
+  read -r src dev <<< "$route"
+  export HCCL_IF_IP="${HCCL_IF_IP:-$src}"
+  if [ -z "${GLOO_SOCKET_IFNAME:-}" ]; then
+    if [ "$dev" = "-" ]; then
+      zoo_die "no interface found holding $src, this node's address on the route to" \
+              "--master_addr=$master_addr; set GLOO_SOCKET_IFNAME=<the interface with that" \
+              "address> on every node"
+    fi
+    export GLOO_SOCKET_IFNAME="$dev"
+  fi
 }
 
 # Node 0 hosts the rendezvous on master_port. Busy: a single-node run takes a free port and
@@ -207,6 +280,11 @@ zoo_train_args() {
 # test/output/<id>/; on failure it is kept as <id>.failed/ and the script exits non-zero.
 zoo_run() {
   if [ -n "$dry_run" ]; then  # --dry_run: show what would run, touch nothing
+    # with the network interfaces it would get (zoo_network), as a line a shell can run
+    local name
+    for name in GLOO_SOCKET_IFNAME HCCL_IF_IP; do
+      if [ -n "${!name:-}" ]; then printf '%q ' "$name=${!name}"; fi
+    done
     printf '%q ' "$@"; echo; exit 0
   fi
   rm -rf "$run_dir"

@@ -88,9 +88,59 @@ def tiny_config(tiny_configs):
     return tiny_configs["BiSeNetV1"]
 
 
+EMULATION = os.path.join(TESTS, "emulation")
+
+
+def emulated_env(kind):
+    """Environment for a subprocess that runs as an Ascend NPU (``npu``) or a CUDA GPU
+    (``cuda``) would have it run, on this CPU (tests/emulation/emulate_device.py)."""
+    return {"SEGZOO_EMULATE": kind,
+            "PYTHONPATH": os.pathsep.join(filter(None, [EMULATION,
+                                                        os.environ.get("PYTHONPATH")]))}
+
+
+# CANN's set_env.sh appends without defaults and is not written for set -e (a failing test).
+CANN_SET_ENV = """\
+export LD_LIBRARY_PATH={root}/lib64:$LD_LIBRARY_PATH
+export PYTHONPATH={root}/python/site-packages:$PYTHONPATH
+export ASCEND_TOOLKIT_HOME={root}
+test -d {root}/tools/ascend_custom_opp
+echo "PYTHONPATH=$PYTHONPATH LD_LIBRARY_PATH=$LD_LIBRARY_PATH" >> {root}/sourced.txt
+"""
+
+
+def make_fake_cann(root):
+    """A CANN install root holding a set_env.sh of CANN's shape (its python and lib folders do
+    not exist, so python is unaffected); each sourcing appends a line to root/sourced.txt."""
+    os.makedirs(os.path.join(root, "ascend-toolkit"), exist_ok=True)
+    with open(os.path.join(root, "ascend-toolkit", "set_env.sh"), "w") as f:
+        f.write(CANN_SET_ENV.format(root=root))
+    return root
+
+
+def fake_cann_env():
+    """Environment for a launch script on a CANN machine after a fresh login: the session's
+    fake CANN root, PYTHONPATH and LD_LIBRARY_PATH unset (None: removed by :func:`run`)."""
+    root = os.path.join(os.environ["SEGZOO_CACHE"], "fake_cann")
+    if not os.path.exists(os.path.join(root, "ascend-toolkit", "set_env.sh")):
+        make_fake_cann(root)
+    return {"ASCEND_CANN_ROOT": root, "PYTHONPATH": None, "LD_LIBRARY_PATH": None}
+
+
+def cann_sourcings():
+    """How many times a launch script has sourced the session's fake CANN set_env.sh."""
+    marker = os.path.join(os.environ["SEGZOO_CACHE"], "fake_cann", "sourced.txt")
+    if not os.path.exists(marker):
+        return 0
+    with open(marker) as f:
+        return len(f.readlines())
+
+
 def run(cmd, cwd=REPO, env=None, timeout=600, check=True):
-    """Run a command; on an unexpected exit status show its output."""
+    """Run a command; on an unexpected exit status show its output. ``env`` overrides the
+    environment; a value of None removes the variable."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = {key: value for key, value in full_env.items() if value is not None}
     proc = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True,
                           timeout=timeout)
     if check and proc.returncode != 0:

@@ -8,7 +8,13 @@ import subprocess
 
 import pytest
 
-from conftest import BISENETV1, MODELS, REPO, assert_user_error, run
+from conftest import (BISENETV1, MODELS, REPO, assert_user_error, cann_sourcings,
+                      emulated_env, fake_cann_env, run)
+
+# The runs that train with evaluation and evaluate (1 and 2 processes), and the 2-process
+# performance run, go as on an Ascend 910 (the device emulation: no channels_last, no float64
+# collectives, torch_npu's scaler, pinning with a device); the others on the CPU as it is.
+NPU = emulated_env("npu")
 
 TEST_DIR = os.path.join(BISENETV1, "test")
 ALL_MODELS = pytest.mark.parametrize("model", list(MODELS))
@@ -27,11 +33,18 @@ EVAL_KEYS = ["Network", "RankSize", "BatchSize", "DeviceType", "CaseName", "Actu
 
 
 def script(name, *args, env=None, cwd=None, check=True, model="BiSeNetV1"):
-    """Run a model's test/<name> from its directory (or from ``cwd``, e.g. test/ itself)."""
+    """Run a model's test/<name> from its directory (or from ``cwd``, e.g. test/ itself), as
+    on a CANN machine: every run sources a CANN-shaped set_env.sh under the scripts' set -u,
+    with PYTHONPATH and LD_LIBRARY_PATH unset; a run that went through has sourced it."""
     model_dir = os.path.join(REPO, model)
     cwd = cwd or model_dir
     path = f"test/{name}" if cwd == model_dir else name
-    return run(["bash", path, *args], cwd=cwd, env=env, check=check)
+    before = cann_sourcings()
+    proc = run(["bash", path, *args], cwd=cwd, env={**fake_cann_env(), **(env or {})},
+               check=check)
+    if proc.returncode == 0 and "--help" not in args:
+        assert cann_sourcings() > before, "the launch script did not source CANN's set_env.sh"
+    return proc
 
 
 def result_log(device_id, case_name, model="BiSeNetV1"):
@@ -96,7 +109,7 @@ def test_performance_1p_from_inside_test_dir(model, tiny_configs, synthetic_root
 def test_full_1p_then_eval_1p_and_8p(model, tiny_configs, synthetic_root, tmp_path):
     cfg, work = tiny_configs[model], tmp_path / "work"
     proc = script("train_full_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device_id=3",
-                  "--device=cpu", env={"ASCEND_DEVICE_ID": "0"}, model=model)
+                  "--device=cpu", env={**NPU, "ASCEND_DEVICE_ID": "0"}, model=model)
     case = f"{model}_bs2_1p_acc"
     full = check_result(result_log(3, case, model), case, 1, 2, accuracy=True, model=model)
     assert printed(proc)[1].endswith(full[ACCURACY_KEY[model]])
@@ -107,18 +120,18 @@ def test_full_1p_then_eval_1p_and_8p(model, tiny_configs, synthetic_root, tmp_pa
     if model == "BiSeNetV1":  # the shared script body: one model suffices
         # running the full script again on a finished work dir re-evaluates, trains nothing
         script("train_full_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device=cpu",
-               model=model)
+               env=NPU, model=model)
         again = dict(result_log(0, case, model))
         assert again["mIoU"] == full["mIoU"] and again["ActualFPS"] == ""
     script("train_eval_1p.sh", f"--config={cfg}", f"--work_dir={work}", "--device=cpu",
-           model=model)
+           env=NPU, model=model)
     case = f"{model}_bs2_1p_eval"
     ev = check_result(result_log(0, case, model), case, 1, 2, accuracy=True, model=model)
     assert ev["mIoU"] == full["mIoU"]  # same weights, same val set
     # PSPNet's 8p evaluation goes through the seed's name for it, train_val_8p.sh
     script("train_val_8p.sh" if model == "PSPNet" else "train_eval_8p.sh", f"--config={cfg}",
            f"--checkpoint={work / 'iter_6.pth'}", "--device=cpu",
-           f"--master_port={free_port()}", env={"RANK_SIZE": "2"}, model=model)
+           f"--master_port={free_port()}", env={**NPU, "RANK_SIZE": "2"}, model=model)
     case = f"{model}_bs2_2p_eval"
     ev8 = check_result(result_log(0, case, model), case, 2, 2, accuracy=True, model=model)
     # distributed evaluation counts every image exactly once
@@ -128,8 +141,8 @@ def test_full_1p_then_eval_1p_and_8p(model, tiny_configs, synthetic_root, tmp_pa
 @pytest.mark.parametrize("model", ["BiSeNetV1"])  # shared script body; each model's DDP: full_8p
 def test_performance_8p_two_ranks(model, tiny_configs, synthetic_root):
     proc = script("train_performance_8p.sh", f"--config={tiny_configs[model]}", "--max_iters=6",
-                  "--device=cpu", f"--master_port={free_port()}", env={"RANK_SIZE": "2"},
-                  model=model)
+                  "--device=cpu", f"--master_port={free_port()}",
+                  env={**NPU, "RANK_SIZE": "2"}, model=model)
     case = f"{model}_bs2_2p_perf"
     check_result(result_log(0, case, model), case, 2, 2, accuracy=False, model=model)
     printed(proc)
