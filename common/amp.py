@@ -12,7 +12,7 @@ import importlib
 
 import torch
 
-from common.device_caps import caps, new_grad_scaler
+from common.device_caps import FiniteCheck, caps, new_grad_scaler, overflow_check
 from common.errors import UserError
 
 OPT_LEVELS = ("O0", "O1", "O2")
@@ -38,20 +38,19 @@ def _apex_amp():
         return None
 
 
-def gradients_finite(optimizer):
-    """One device sync: are all gradients finite? (After DDP's all-reduce they are the same on
-    every rank, so every rank reaches the same answer.)"""
-    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    if not grads:
-        return True
-    return bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all())
+def _grads(optimizer):
+    return [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
 
 
 class StaticLossScaler:
-    """Fixed loss scale (apex ``loss_scale=<float>``); steps with inf/nan gradients are skipped."""
+    """Fixed loss scale (apex ``loss_scale=<float>``); steps whose gradients overflowed are
+    skipped. ``check`` (:func:`common.device_caps.overflow_check`) says how the device shows
+    an overflow: non-finite values (the default), or Ascend 910's overflow flag (saturation
+    mode, where the values stay finite)."""
 
-    def __init__(self, scale):
+    def __init__(self, scale, check=None):
         self._scale = float(scale)
+        self._check = check or FiniteCheck()
         self._found_inf = False
         self.skipped = False
 
@@ -60,15 +59,13 @@ class StaticLossScaler:
 
     def unscale_(self, optimizer):
         """Divide every gradient by the scale in one fused call; one device sync for the
-        finiteness check of all of them (not one per parameter)."""
-        grads = [p.grad for group in optimizer.param_groups for p in group["params"]
-                 if p.grad is not None]
+        overflow check of all of them (not one per parameter)."""
+        grads = _grads(optimizer)
         if not grads:
             self._found_inf = False
             return
         torch._foreach_mul_(grads, 1.0 / self._scale)
-        norms = torch._foreach_norm(grads)
-        self._found_inf = not bool(torch.isfinite(torch.stack(norms)).all())
+        self._found_inf = self._check.overflowed(grads)
 
     def step(self, optimizer):
         self.skipped = self._found_inf
@@ -109,16 +106,18 @@ class MixedPrecision:
                 self.notes.append("apex not installed: O2 runs as torch.autocast with fp32 "
                                   "master weights (O1 semantics)")
         self.dtype = caps(device_type).autocast_dtype
+        self.overflow = overflow_check(device_type)
+        self._fused_ready = set()  # ids of fused optimizers whose momentum buffers exist
         self.scaler = None
         if self.enabled and self.apex is None:
-            if device_type == "cpu":
+            if not caps(device_type).grad_scaler:
                 if self.loss_scale != "dynamic":
-                    self.notes.append("cpu autocast uses bf16, which needs no loss scaling: "
-                                      f"--loss-scale {self.loss_scale} is not applied")
+                    self.notes.append(f"{device_type} autocast uses bf16, which needs no loss "
+                                      f"scaling: --loss-scale {self.loss_scale} is not applied")
             elif self.loss_scale == "dynamic":
                 self.scaler = new_grad_scaler(device_type)
             else:
-                self.scaler = StaticLossScaler(self.loss_scale)
+                self.scaler = StaticLossScaler(self.loss_scale, self.overflow)
 
     def describe(self):
         if not self.enabled:
@@ -166,9 +165,11 @@ class MixedPrecision:
                 scaled.backward()
             optimizer.step()
             return True
+        self.overflow.clear()
         if self.scaler is None:
             loss.backward()
-            if not gradients_finite(optimizer):
+            grads = _grads(optimizer)
+            if grads and self.overflow.overflowed(grads):
                 return False
             optimizer.step()
             return True
@@ -178,12 +179,33 @@ class MixedPrecision:
             self.scaler.step(optimizer)
             self.scaler.update()
             return not self.scaler.skipped
+        self._zero_momentum_before_first_fused_step(optimizer)
         before = self.scaler._scale.clone()  # a device tensor: no host sync here
         self.scaler.step(optimizer)
         self.scaler.update()
         # GradScaler lowers its scale on a skip; the answer stays on the device (a 0-dim bool
         # tensor) so that the loop reads it only at its log line
         return self.scaler._scale >= before
+
+    def _zero_momentum_before_first_fused_step(self, optimizer):
+        """GradScaler hands its overflow flag to a fused optimizer, which skips the update
+        inside its kernel. On the first step torch's fused SGD has already made its momentum
+        buffers with ``empty_like``, so a skipped first step would leave uninitialised memory
+        there for the next step to apply. Zero buffers made beforehand give the same update as
+        a fresh buffer (momentum x 0 + gradient, no dampening) and stay zero on a skip."""
+        if id(optimizer) in self._fused_ready or not optimizer.defaults.get("fused"):
+            return
+        for group in optimizer.param_groups:
+            if group.get("momentum", 0) == 0:
+                continue
+            if group.get("dampening", 0) != 0:
+                raise UserError("fused SGD with dampening cannot start from zero momentum "
+                                "buffers; use dampening 0 (the recipes' value)")
+            for p in group["params"]:
+                state = optimizer.state[p]
+                if state.get("momentum_buffer") is None:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+        self._fused_ready.add(id(optimizer))
 
     def state_dict(self):
         """The loss scaler's state (apex's amp state with apex), for checkpoints."""

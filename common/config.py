@@ -248,6 +248,12 @@ def _check_relations(cfg):
     if low > high:
         raise UserError(f"config key data.ratio_range must be [low, high] with low <= high, got "
                         f"{[low, high]}")
+    data = cfg.get("data", {})
+    ignore, classes = data.get("ignore_index", 255), data.get("num_classes", 1)
+    if not 0 <= ignore <= 255 or classes > 255:
+        raise UserError(f"config key data.ignore_index must be in 0..255 and "
+                        f"data.num_classes at most 255 (labels are 8-bit), got ignore_index "
+                        f"{ignore} with num_classes {classes}")
     evaluation = cfg.get("eval", {})
     crop, stride = evaluation.get("crop_size"), evaluation.get("stride")
     slide = evaluation.get("mode") == "slide"

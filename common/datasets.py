@@ -14,6 +14,7 @@ from PIL import Image
 
 from common import decoded
 from common.errors import UserError
+from common.stop_signals import ignore_stop_signals
 from common.transforms import to_tensors
 
 
@@ -190,6 +191,14 @@ class InfiniteSampler(torch.utils.data.Sampler):
             k += 1
 
 
+def loader_worker_init(_worker_id=None):
+    """A DataLoader worker leaves stopping to the trainer and decodes on one OpenCV thread:
+    the workers are the parallelism (8 ranks x 4 workers with OpenCV's default pool of one
+    thread per core would oversubscribe the host many times over)."""
+    ignore_stop_signals()
+    cv2.setNumThreads(1)
+
+
 class PadCollate:
     """Stack training samples padded to ``size`` (h, w): labels with the ignore index, images
     with 0 plus their valid (h, w), so the engine can zero the padding after normalisation.
@@ -202,7 +211,7 @@ class PadCollate:
     def __call__(self, batch):
         h, w = self.size
         images = torch.zeros(len(batch), 3, h, w, dtype=torch.uint8)
-        labels = torch.full((len(batch), h, w), self.ignore_index, dtype=torch.long)
+        labels = torch.full((len(batch), h, w), self.ignore_index, dtype=torch.uint8)
         valid = torch.zeros(len(batch), 2, dtype=torch.long)
         for i, (img, label) in enumerate(batch):
             ih, iw = img.shape[-2:]

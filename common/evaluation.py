@@ -7,6 +7,7 @@ several processes rank r of N takes images r, r+N, ... (every image once) and th
 summed. The summary and per-class table go to the log, JSON/CSV to the results folder (the work
 dir, or next to the evaluated checkpoint), pictures to ``--show-dir``.
 """
+import contextlib
 import csv
 import json
 import os
@@ -20,6 +21,7 @@ from tqdm import tqdm
 from common import distributed
 from common.checkpoint import load_model_weights, newest_checkpoint
 from common.config import config_path_value
+from common.datasets import loader_worker_init
 from common.device import synchronize
 from common.errors import UserError
 from common.device_caps import caps
@@ -27,7 +29,6 @@ from common.fuse import fast_inference_model
 from common.inference import InferenceMode, predict_logits
 from common.logfmt import format_val
 from common.metrics import compute_metrics, confusion_matrix, per_class_table
-from common.stop_signals import ignore_stop_signals
 from common.training import (next_batch, own_generator, start_profiler, stop_profiler,
                              unwrap)
 from common.visualize import comparison_strip
@@ -35,6 +36,19 @@ from common.visualize import comparison_strip
 
 def first_item(batch):
     return batch[0]
+
+
+@contextlib.contextmanager
+def no_cudnn_benchmark():
+    """cudnn's benchmark mode times every algorithm for each new input shape; evaluation
+    images differ in size (VOC keeps their aspect ratio, TTA rescales), so it would time
+    nearly every image. Training's setting is restored afterwards."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
 
 
 class Evaluator:
@@ -47,23 +61,27 @@ class Evaluator:
         self.profile = profile  # --prof_test: profile inference of the first images
         self.mode = InferenceMode.from_config(cfg)
 
-    @torch.no_grad()
     def __call__(self, model, iteration=0, results_dir=None):
-        """Confusion-matrix evaluation; logs the summary and the per-class table, writes them
-        as JSON/CSV to ``results_dir`` (default: the work dir) and pictures to the show dir."""
+        """Confusion-matrix evaluation in fp32 (as mmseg evaluates, whatever the training's
+        precision); logs the summary and the per-class table, writes them as JSON/CSV to
+        ``results_dir`` (default: the work dir) and pictures to the show dir."""
+        with no_cudnn_benchmark():
+            return self._evaluate(model, iteration, results_dir)
+
+    @torch.no_grad()
+    def _evaluate(self, model, iteration, results_dir):
         cfg, rt, mode, dataset = self.cfg, self.rt, self.mode, self.dataset
         num_classes, ignore = cfg["data"]["num_classes"], cfg["data"]["ignore_index"]
         net = unwrap(model)
         distributed.broadcast_buffers(net)  # evaluate the model rank 0 saves
         net.eval()
         if cfg["eval"]["fast"]:
-            net = fast_inference_model(net, caps(rt.device.type).channels_last,
-                                       rt.amp.autocast_dtype)
+            net = fast_inference_model(net, caps(rt.device.type).channels_last)
         indices = range(rt.dist.rank, len(dataset), rt.dist.world_size)
         loader = torch.utils.data.DataLoader(
             torch.utils.data.Subset(dataset, indices), batch_size=1,
             num_workers=min(cfg["data"]["num_workers"], 2), collate_fn=first_item,
-            generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=ignore_stop_signals)
+            generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=loader_worker_init)
         cm = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=rt.device)
         iterator = loader
         if rt.dist.is_main:
@@ -76,7 +94,7 @@ class Evaluator:
             image, label, index = next_batch(it)
             on_device = ([i.to(rt.device) for i in image] if isinstance(image, list)
                          else image.to(rt.device))
-            pred = predict_logits(net, on_device, label.shape[-2:], rt.amp, mode).argmax(1)[0]
+            pred = predict_logits(net, on_device, label.shape[-2:], None, mode).argmax(1)[0]
             cm += confusion_matrix(pred, label.to(rt.device), num_classes, ignore)
             if self.show_dir:
                 self.write_picture(dataset.pairs[index][0], image, label, pred)

@@ -6,7 +6,8 @@ y = gamma * (W x + b - mean) / sqrt(var + eps) + beta becomes one convolution wi
 W' = W * gamma / sqrt(var + eps) and b' = (b - mean) * gamma / sqrt(var + eps) + beta; the
 BatchNorm is replaced by Identity. Pairs are found by name: ``convN``/``bnN`` and
 ``conv``/``bn`` attributes (ConvModule, ResNet blocks and stem) and consecutive
-(Conv2d, BatchNorm2d) in a Sequential. Eval mode only: folding freezes the running statistics.
+(Conv2d, BatchNorm2d) in a Sequential; SyncBatchNorm (``--sync_bn``) folds like BatchNorm2d,
+which it is in eval mode. Eval mode only: folding freezes the running statistics.
 """
 import copy
 
@@ -32,7 +33,7 @@ def fold_conv_bn(conv, bn):
 
 
 def _conv_name_for(bn_name, children):
-    if isinstance(children.get(bn_name), nn.BatchNorm2d):
+    if isinstance(children.get(bn_name), (nn.BatchNorm2d, nn.SyncBatchNorm)):
         if bn_name.isdigit():
             before = str(int(bn_name) - 1)
             return before if isinstance(children.get(before), nn.Conv2d) else None
@@ -104,6 +105,11 @@ def fast_inference_model(model, channels_last=True, autocast_dtype=None):
     values on every call; done once, the output is bit-identical and a call no longer reads
     and writes every weight (ICNet: 48M parameters, a third of its CPU inference time)."""
     fast = copy.deepcopy(model).eval()
+    for module in fast.modules():
+        # apex O2 patches ``forward`` per instance with a closure over the original module:
+        # a copy keeping it would run the original, unfolded network
+        module.__dict__.pop("forward", None)
+    fast.float()  # apex O2 keeps fp16 weights; the copy computes in fp32 (or autocast_dtype)
     fold_batchnorm(fast)
     fold_relu(fast)
     if autocast_dtype is not None:

@@ -17,10 +17,21 @@ import ctypes.util
 import os
 import platform
 
+from common.device_caps import caps
+
 # mallopt parameters (glibc's malloc.h)
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
 NEVER_TRIM = 2 ** 31 - 1  # the largest int mallopt takes: trim only above 2 GiB free
+
+
+def memory_policy_for(device_type):
+    """The policy where the network runs on the host (measured there only); a GPU / NPU run,
+    with 8 ranks and their loader workers, keeps the system's settings. Returns the phrase."""
+    device = caps(device_type)
+    if not device.host_tuning:
+        return f"system malloc settings (the host-memory policy is for CPU runs, not {device.kind})"
+    return keep_freed_memory()
 
 
 def keep_freed_memory():

@@ -1,6 +1,6 @@
 """The log-line format, written by the engine and read by the scripts' result-log parser.
 
-    Iter(train) [  50/1000]  lr: 4.9000e-03  loss: 2.9412  decode.loss_ce: 1.2000 ...  time: 0.5123  data_time: 0.0101  images/s: 7.81  memory: 1234
+    Iter(train) [  50/1000]  lr: 4.9000e-03  loss: 2.9412  decode.loss_ce: 1.2000 ...  time: 0.5123  data_time: 0.0101  data_wait_pct: 2.0  images/s: 7.81  memory: 1234
     Iter(val) [1000/1000]  mode: whole  aAcc: 80.12  mIoU: 45.33  mAcc: 55.20
     Summary  iters: 950  images/s: 12.34  iter_time_ms: 512.30  train_time_s: 123.40
     Run  model: BiSeNetV1  world_size: 8  batch_per_device: 4  max_iters: 160000
@@ -23,8 +23,14 @@ def format_train(iteration, max_iters, lr, losses, time_s, data_time_s, images_p
     parts = [f"{TRAIN_TAG} [{iteration:>{width}}/{max_iters}]", f"lr: {lr:.4e}"]
     parts += [f"{k}: {v:.4f}" for k, v in losses.items()]
     parts += [f"time: {time_s:.4f}", f"data_time: {data_time_s:.4f}",
+              f"data_wait_pct: {100 * data_wait_share(data_time_s, time_s):.1f}",
               f"images/s: {images_per_s:.2f}", f"memory: {memory_mb:.0f}"]
     return "  ".join(parts)
+
+
+def data_wait_share(data_time_s, time_s):
+    """The share of an iteration's time spent waiting for the loader's next batch."""
+    return data_time_s / time_s if time_s > 0 else 0.0
 
 
 def format_val(iteration, max_iters, mode, metrics, images_per_s):

@@ -8,7 +8,7 @@ that tuple to another), ``decode_head`` and
 to the label); eval / export mode returns only the decode logits resized (bilinear) to the
 input size, in the input's memory format.
 
-On CPU without gradients, eval mode runs the network in the memory format measured faster for
+On CPU (``host_tuning`` in the capability table) without gradients, eval mode runs the network in the memory format measured faster for
 it (:func:`eval_layout`): NHWC lets oneDNN take each activation as it is, NCHW lets it keep
 its blocked layout through large convolutions. Neither wins everywhere: on this project's AMD
 EPYC (eval fp32, 256x512) NHWC is 13% faster for BiSeNetV2 and 18% for ICNet, NCHW 9% for
@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from common.cpu_conv import is_nhwc
+from common.device_caps import caps
 from common.layers import resize
 
 _LAYOUTS = weakref.WeakKeyDictionary()  # network -> {(dtype, autocast, pixels): memory format}
@@ -32,7 +33,8 @@ class EncoderDecoder(nn.Module):
         self.neck = None  # a subclass that assigns a module here gets it registered
 
     def forward(self, x):
-        if self.training or x.device.type != "cpu" or torch.is_grad_enabled() or tracing():
+        if (self.training or not caps(x.device.type).host_tuning or torch.is_grad_enabled()
+                or tracing()):
             return self.run(x)
         layout = eval_layout(self, x)
         main = self.decode_logits(x.contiguous(memory_format=layout))

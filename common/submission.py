@@ -65,8 +65,7 @@ def write_submission(model, args, cfg, rt, root, model_dir):
     path = checkpoint_to_evaluate(args.checkpoint, cfg, rt, model_dir)
     load_model_weights(model, path, rt.name)
     model.to(rt.device).eval()
-    net = (fast_inference_model(model, caps(rt.device.type).channels_last,
-                                rt.amp.autocast_dtype)
+    net = (fast_inference_model(model, caps(rt.device.type).channels_last)
            if cfg["eval"]["fast"] else model)
     mode = InferenceMode.from_config(cfg)
     resize = TTAResize(cfg["eval"]["tta_ratios"]) if mode.tta else EvalResize(
@@ -82,7 +81,7 @@ def write_submission(model, args, cfg, rt, root, model_dir):
             inputs = [to_tensors(i, None)[0].to(rt.device) for i in resized]
         else:
             inputs = to_tensors(resized, None)[0].to(rt.device)
-        pred = predict_logits(net, inputs, image.shape[:2], rt.amp, mode).argmax(1)[0]
+        pred = predict_logits(net, inputs, image.shape[:2], None, mode).argmax(1)[0]
         label_ids = lut[pred.to(torch.uint8).cpu().numpy()]
         city = os.path.basename(os.path.dirname(frame))
         dest = os.path.join(out_dir, city, os.path.basename(frame))

@@ -34,16 +34,16 @@ from common.amp import MixedPrecision
 from common.checkpoint import (CorruptCheckpoint, latest_checkpoint, load_model_weights,
                                remove_stale_temp_files, resumable_checkpoints, save_checkpoint)
 from common.config import config_path_value
-from common.datasets import InfiniteSampler, PadCollate, zero_padding
+from common.datasets import InfiniteSampler, PadCollate, loader_worker_init, zero_padding
 from common.device import memory_mb, select_device, synchronize
-from common.device_caps import caps, check_channels_last
+from common.device_caps import caps, check_channels_last, check_compile
 from common.device_augment import DeviceAugment, list_collate
 from common.errors import UserError, unwrap_worker_error
-from common.host_memory import keep_freed_memory
-from common.logfmt import format_run, format_summary, format_train
+from common.host_memory import memory_policy_for
+from common.logfmt import data_wait_share, format_run, format_summary, format_train
 from common.pretrained import load_pretrained_backbone
 from common.run_logger import RunLogger
-from common.stop_signals import StopRequest, Stopped, ignore_stop_signals
+from common.stop_signals import StopRequest, Stopped
 from common.tensorboard_log import open_sink
 from common.transforms import Normalize
 
@@ -85,7 +85,11 @@ def start(name, args, cfg, config_path, model_dir):
     that fails because a peer died becomes a one-line error naming this rank."""
     info = distributed.env_dist_info()
     device = select_device(args.device, info.local_rank, args.device_list)
-    host_memory = keep_freed_memory()
+    if cfg["runtime"]["compile"]:
+        check_compile(device.type)
+    if cfg["runtime"]["channels_last"]:
+        check_channels_last(device.type)
+    host_memory = memory_policy_for(device.type)
     work_dir = work_dir_for(args, cfg, config_path, model_dir)
     trains = not (args.eval_only or args.check_data or args.prepare_data
                   or getattr(args, "format_only", False))
@@ -318,7 +322,7 @@ def device_batch(batch, device, normalize, augment=None, channels_last=False):
     images = zero_padding(normalize(images.to(device, non_blocking=True)), valid)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    return images, labels.to(device, non_blocking=True)
+    return images, labels.to(device, non_blocking=True).long()  # uint8 on the way
 
 
 def build_train_loader(dataset, cfg, rt, start_iter):
@@ -330,9 +334,18 @@ def build_train_loader(dataset, cfg, rt, start_iter):
                else PadCollate(data["crop_size"], data["ignore_index"]))
     return torch.utils.data.DataLoader(
         dataset, batch_size=data["batch_size"], sampler=sampler, num_workers=workers,
-        collate_fn=collate, pin_memory=caps(rt.device.type).pin_memory, drop_last=True,
-        persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None,
-        generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=ignore_stop_signals)
+        collate_fn=collate, drop_last=True, persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        generator=own_generator(cfg["runtime"]["seed"]), worker_init_fn=loader_worker_init,
+        **pinning(rt.device))
+
+
+def pinning(device):
+    """DataLoader arguments for page-locked batches where the device gains from them. The
+    device is named: torch 2.5/2.6 pin only for CUDA unless ``pin_memory_device`` says which."""
+    if not caps(device.type).pin_memory:
+        return {"pin_memory": False}
+    return {"pin_memory": True, "pin_memory_device": device.type}
 
 
 def checkpoint_state(model, optimizer, rt, cfg, iteration, rank_rngs):
@@ -376,7 +389,6 @@ class TrainLoop:
             rt.log(f"Loaded weights from {args.load_from}")
         model.to(rt.device)
         if runtime["channels_last"]:
-            check_channels_last(rt.device.type)
             if caps(rt.device.type).channels_last_weights:
                 model.to(memory_format=torch.channels_last)
         if runtime["sync_bn"]:  # before apex wraps the model, as apex documents
@@ -398,6 +410,7 @@ class TrainLoop:
         self.global_batch = cfg["data"]["batch_size"] * rt.dist.world_size
         self.metrics = None
         self._stop = StopRequest()
+        self._told_loader_bound = False
         rt.log(f"Training {len(train_set)} images, {cfg['data']['batch_size']} per device x "
                f"{rt.dist.world_size}, iterations {self.start}..{self.max_iters}, "
                f"work dir {rt.work_dir}")
@@ -524,10 +537,24 @@ class TrainLoop:
         lr = self.optimizer.param_groups[0]["lr"]
         rt.log(format_train(done, self.max_iters, lr, losses, iter_time, window["data"] / n,
                             self.global_batch / iter_time, memory_mb(rt.device)))
+        self._warn_if_loader_bound(done - n + 1, done, window)
         if rt.scalars is not None:
             rt.scalars.add({**{f"train/{k}": v for k, v in losses.items()}, "train/lr": lr,
                             "train/images_per_s": self.global_batch / iter_time}, done)
         self._window = new_window()
+
+    def _warn_if_loader_bound(self, first, last, window):
+        """Said once per run: the step waited for data for a large share of a window (the
+        first window is left out: it includes the workers' start)."""
+        share = data_wait_share(window["data"], window["time"])
+        if self._told_loader_bound or first <= self.start + 1 or share < LOADER_BOUND_SHARE:
+            return
+        self._told_loader_bound = True
+        workers = self.cfg["data"]["num_workers"]
+        self.rt.log(f"note: iterations {first}..{last} waited for data {100 * share:.0f}% of "
+                    f"the time: this run is loader-bound. Decode the dataset once "
+                    f"(train.py --prepare-data), raise --workers (now {workers} per device), "
+                    "or augment on the device (--device-augment); README, Devices")
 
     def _log_summary(self):
         if self._perf_t0 is None or self.max_iters <= self._perf_start:
@@ -564,6 +591,9 @@ class TrainLoop:
             raise UserError(f"{where}; stopped (--nan-policy stop) keeping the last good "
                             f"checkpoint {last or '(none yet)'}; lower --lr, check the data, "
                             "or pass --nan-policy skip")
+
+
+LOADER_BOUND_SHARE = 0.25  # of a window's time spent waiting for the next batch
 
 
 def new_window():

@@ -262,7 +262,10 @@ class Normalize:
 
 
 def to_tensors(img, label):
-    """HWC uint8 image -> CHW uint8 tensor; label -> int64 tensor."""
+    """HWC uint8 image -> CHW uint8 tensor; label -> uint8 tensor. Labels stay uint8 until
+    they reach the device (an eighth of int64's shared memory between loader workers and the
+    trainer, and of the host-to-device copy); the loss takes them as int64 there."""
     img_t = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
-    label_t = torch.from_numpy(np.ascontiguousarray(label)).long() if label is not None else None
+    label_t = (torch.from_numpy(np.ascontiguousarray(label, dtype=np.uint8))
+               if label is not None else None)
     return img_t, label_t

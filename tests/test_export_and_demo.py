@@ -15,7 +15,7 @@ from BiSeNetV2.bisenetv2 import BiSeNetV2
 from common import cityscapes
 from common.config import load_config
 from PSPNet.tools.synthetic_voc import ensure_synthetic_voc
-from conftest import FIXTURES, REPO, assert_user_error, run
+from conftest import FIXTURES, REPO, assert_user_error, emulated_env, run
 from fixture_weights import fill_state_dict
 from ICNet.icnet import ICNet
 from PSPNet import voc
@@ -62,15 +62,16 @@ def r18_checkpoint(checkpoints):
     return checkpoints["BiSeNetV1"]
 
 
-def export(ckpt, out, *args, check=True, model="BiSeNetV1"):
+def export(ckpt, out, *args, check=True, model="BiSeNetV1", env=None):
     return run(["python3", os.path.join(REPO, model, "pth2onnx.py"), "--checkpoint", ckpt,
-                "--output", str(out), *args], check=check)
+                "--output", str(out), *args], check=check, env=env)
 
 
 @ALL_MODELS
 def test_static_export_opset11_parity(model, checkpoints, tmp_path):
+    """As on an Ascend NPU machine (the device emulation)."""
     proc = export(checkpoints[model], tmp_path / "m.onnx", "--input-shape", "128", "256",
-                  model=model)
+                  model=model, env=emulated_env("npu"))
     diff = float(proc.stdout.split("max abs diff ")[1].split()[0])
     assert diff <= 1e-3
     graph = onnx.load(str(tmp_path / "m.onnx"))
@@ -133,7 +134,8 @@ def test_demo_writes_palette_prediction_and_overlay(model, checkpoints, syntheti
         for name in images:
             shutil.copy(os.path.join(demo_images(model, synthetic_root)[0], name), folder)
     proc = run(["python3", os.path.join(REPO, model, "demo.py"), folder, "--checkpoint",
-                checkpoints[model], "--out-dir", str(tmp_path / "out"), "--device", "cpu"])
+                checkpoints[model], "--out-dir", str(tmp_path / "out"), "--device", "cpu"],
+               env=emulated_env("npu"))  # as on an Ascend NPU machine
     assert proc.stdout.count("->") == len(images)
     stem = images[0].rsplit(".", 1)[0]
     src = np.array(Image.open(os.path.join(folder, images[0])))

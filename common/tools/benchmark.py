@@ -1,7 +1,7 @@
 """One benchmark for every model: training and inference throughput, eager vs fast paths.
 
     python3 -m common.tools.benchmark --model BiSeNetV1 --device cpu --batch 2 --crop 512 512
-        [--config FILE] [--precision auto|fp32|amp] [--no-channels-last] [--compile]
+        [--config FILE] [--precision auto|fp32|amp] [--[no-]channels-last] [--compile]
         [--iters 10] [--warmup 3] [--only train,e2e,data,infer] [--json bench.json]
 
 Prints one table and writes JSON:
@@ -47,13 +47,13 @@ from common.config import load_config  # noqa: E402
 from common.data import prepare_decoded  # noqa: E402
 from common.datasets import PadCollate, SegDataset, read_image  # noqa: E402
 from common.device import DEVICE_CHOICES, select_device, synchronize  # noqa: E402
-from common.device_caps import caps  # noqa: E402
+from common.device_caps import caps, check_channels_last  # noqa: E402
 from common.device_augment import DeviceAugment, list_collate  # noqa: E402
 from common.losses import heads_cross_entropy  # noqa: E402
-from common.training import device_batch, sgd  # noqa: E402
+from common.training import device_batch, pinning, sgd  # noqa: E402
 from common.errors import ArgParser, UserError, check_output_path, user_errors  # noqa: E402
 from common.fuse import fast_inference_model  # noqa: E402
-from common.host_memory import keep_freed_memory  # noqa: E402
+from common.host_memory import memory_policy_for  # noqa: E402
 from common.cache import cache_dir  # noqa: E402
 from common.transforms import Normalize, build_train_pipeline  # noqa: E402
 
@@ -237,7 +237,7 @@ def fast_level(device, args, candidate):
     whichever level runs faster on this machine, measured: ``candidate(level)`` gives a
     callable that is timed (bf16 gains little where the step is bound by memory, and on CPUs
     without AMX)."""
-    if device.type != "cpu":
+    if not caps(device.type).host_tuning:
         return "O1"
     if args.precision != "auto":
         return "O1" if args.precision == "amp" else "O0"
@@ -251,12 +251,13 @@ def describe_fast(args, device, training, half):
     parts = []
     if not training:
         parts.append("BN+ReLU folded")
-    if not training and device.type == "cpu":
+    if not training and caps(device.type).host_tuning:
         parts.append("measured layout")  # common.segmentor.eval_layout
     elif args.channels_last:
         parts.append("channels_last")
     if half:
-        parts.append("bf16" if device.type == "cpu" else "fp16")
+        parts.append({torch.bfloat16: "bf16", torch.float16: "fp16"}[
+            caps(device.type).autocast_dtype])
     if args.compile:
         parts.append("compiled")
     return "fast: " + " + ".join(parts)
@@ -310,7 +311,7 @@ def bench_inference(spec, cfg, device, args):
                                    args.warmup, device)
         rows.append(("infer", describe_fast(args, device, False, level == "O1"), fps,
                      fps / eager))
-    if device.type == "cpu":
+    if caps(device.type).host_tuning:  # ONNX Runtime's CPU execution provider
         ort = onnx_fps(model, size, args)
         rows.append(("infer", "ONNX Runtime (CPU EP)", ort, ort / eager))
     return rows
@@ -414,7 +415,7 @@ def bench_e2e(spec, cfg, device, args):
             batch_size=args.batch, num_workers=args.workers, drop_last=True,
             collate_fn=list_collate if on_device else PadCollate(args.crop,
                                                                  cfg["data"]["ignore_index"]),
-            pin_memory=device.type == "cuda", prefetch_factor=4 if args.workers else None)
+            prefetch_factor=4 if args.workers else None, **pinning(device))
         augment = DeviceAugment(data_cfg) if on_device else None
         model, optimizer, amp = build_training(spec, cfg, device, True, args.channels_last,
                                                args.compile, train_level(spec, cfg, device, args))
@@ -443,6 +444,8 @@ def build_parser():
     p.add_argument("--precision", choices=("auto", "fp32", "amp"), default="auto",
                    help="fast paths on CPU: bf16 autocast where it is measured faster on a CPU "
                         "with native bf16 (auto), never (fp32) or always (amp)")
+    p.add_argument("--channels-last", dest="channels_last", action="store_true", default=None,
+                   help="NHWC fast paths (default: where the device supports them: cpu, cuda)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false")
     p.add_argument("--compile", action="store_true", help="torch.compile the fast paths")
     p.add_argument("--iters", type=int, default=10)
@@ -472,7 +475,11 @@ def main(argv=None):
     spec = load_target(args.model)
     cfg = target_config(spec, args.config)
     device = select_device(args.device)
-    host_memory = keep_freed_memory()  # as train.py runs
+    if args.channels_last is None:
+        args.channels_last = caps(device.type).channels_last
+    elif args.channels_last:
+        check_channels_last(device.type)
+    host_memory = memory_policy_for(device.type)  # as train.py runs
     torch.backends.cudnn.benchmark = True
     rows, extra = [], {}
     try:

@@ -19,7 +19,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from common.errors import ArgParser, UserError, user_errors  # noqa: E402
 from common.logfmt import parse_log  # noqa: E402
 
-NOT_LOSSES = {"iter", "max_iters", "lr", "time", "data_time", "images/s", "memory"}
+NOT_LOSSES = {"iter", "max_iters", "lr", "time", "data_time", "data_wait_pct", "images/s", "memory"}
 
 
 def loss_terms(records):
