@@ -227,6 +227,7 @@ def validate(cfg, model=None, own=None):
                     if key not in allowed:
                         raise UserError(f"config key model.{key} is unknown; the model takes "
                                         f"{', '.join(allowed)}")
+                _check_num_classes(cfg, allowed)
             continue
         for key, value in values.items():
             if key not in known[section]:
@@ -240,6 +241,20 @@ def validate(cfg, model=None, own=None):
                 _check_value(f"{section}.{key}", known[section][key], value)
     _check_relations(cfg)
     return cfg
+
+
+def _check_num_classes(cfg, model_parameters):
+    """The labels' classes (data.num_classes: metrics, per-class tables) are the network's
+    output channels (model.num_classes, else the network's default)."""
+    default = model_parameters.get("num_classes")
+    if default is None or "data" not in cfg:
+        return
+    network = cfg["model"].get("num_classes", default.default)
+    data = cfg["data"].get("num_classes", DEFAULTS["data"]["num_classes"])
+    if network != data:
+        raise UserError(f"config key data.num_classes is {data} but the network outputs "
+                        f"model.num_classes = {network} classes; set both to the dataset's "
+                        "number of classes")
 
 
 def _check_relations(cfg):

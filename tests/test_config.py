@@ -1,13 +1,18 @@
 """YAML recipes: _base_ inheritance, flag overrides, and errors that name the bad key."""
+import glob
+import inspect
 import os
 
 import pytest
 
 from BiSeNetV1 import train as bisenetv1_train
+from BiSeNetV2 import train as bisenetv2_train
+from ICNet import train as icnet_train
+from PSPNet import train as pspnet_train
 from BiSeNetV1.bisenetv1 import BiSeNetV1
 from common.config import load_config, parse_cfg_option
 from common.errors import UserError
-from conftest import BISENETV1
+from conftest import BISENETV1, NETWORKS, REPO
 
 CONFIGS = os.path.join(BISENETV1, "configs")
 
@@ -35,9 +40,36 @@ def test_recipes_reproduce_mmseg():
         assert cfg["loss"]["weights"] == {"decode": 1.0, "aux_0": 1.0, "aux_1": 1.0}
 
 
-def test_every_shipped_config_loads():
-    for name in os.listdir(CONFIGS):
-        load_config(os.path.join(CONFIGS, name), model=BiSeNetV1)
+TRAIN_SCRIPTS = {"BiSeNetV1": bisenetv1_train, "BiSeNetV2": bisenetv2_train,
+                 "ICNet": icnet_train, "PSPNet": pspnet_train}
+SHIPPED = sorted(glob.glob(os.path.join(REPO, "*", "configs", "**", "*.y*ml"), recursive=True))
+
+
+def test_every_config_is_found():
+    assert len(SHIPPED) == 18 and {path.split(os.sep)[-3] for path in SHIPPED
+                                   if path.split(os.sep)[-2] == "configs"} == set(NETWORKS)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: os.path.relpath(p, REPO))
+def test_every_shipped_config_loads_as_its_train_py_reads_it(path):
+    model = os.path.relpath(path, REPO).split(os.sep)[0]
+    own = getattr(TRAIN_SCRIPTS[model], "OWN_KEYS", {})
+    cfg = load_config(path, model=NETWORKS[model], own=own)
+    network = inspect.signature(NETWORKS[model]).parameters["num_classes"].default
+    assert cfg["data"]["num_classes"] == cfg["model"].get("num_classes", network)
+    assert cfg["schedule"]["max_iters"] > 0 and cfg["data"]["batch_size"] >= 2
+    assert cfg["data"]["ignore_index"] == 255
+
+
+def test_data_classes_must_match_the_network(tmp_path):
+    base = os.path.join(CONFIGS, "bisenetv1_r50-d32_synthetic-smoke.yaml")
+    with pytest.raises(UserError, match="data.num_classes is 21 but the network outputs "
+                                        "model.num_classes = 19"):
+        load_config(write(tmp_path, f"_base_: {base}\ndata:\n  num_classes: 21\n"),
+                    model=BiSeNetV1)
+    cfg = load_config(write(tmp_path, f"_base_: {base}\ndata:\n  num_classes: 21\n"
+                                      "model:\n  num_classes: 21\n"), model=BiSeNetV1)
+    assert cfg["model"]["num_classes"] == 21
 
 
 def test_overrides_and_base(tmp_path):
