@@ -30,6 +30,9 @@ RECIPE = "bisenetv2_fcn_cityscapes-1024x1024_160k.yaml"
 SMOKE_RECIPE = "bisenetv2_fcn_synthetic-smoke.yaml"   # without --data_path
 # this model's config keys (validated here): per-head OHEM and the decode head's lr multiplier
 OWN_KEYS = {"loss": {"ohem": None}, "optim": {"decode_lr_mult": 1.0}}
+# shared flags this model has no use for (refused, not ignored)
+UNHONOURED = {"pretrained": "it has no ImageNet backbone (mmseg's recipe trains it "
+                             "from scratch)"}
 
 
 def parameter_groups(model, decode_lr_mult):
@@ -47,7 +50,7 @@ def main(argv=None):
     add_submission_flags(parser)  # --format-only: a Cityscapes benchmark submission
     args = parser.parse_args(argv)
     cfg, config_path = cli.resolve_config(args, MODEL_DIR, RECIPE, SMOKE_RECIPE, BiSeNetV2,
-                                          OWN_KEYS)
+                                          OWN_KEYS, UNHONOURED)
     ignore = cfg["data"]["ignore_index"]
     weights = cfg["loss"]["weights"]
     ohem = ohem_per_head(cfg["loss"]["ohem"], list(weights))

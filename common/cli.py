@@ -142,10 +142,14 @@ def check_input_files(args):
             raise UserError(f"{flag} {path} {problem}; check the path")
 
 
-def resolve_config(args, model_dir, recipe, smoke_recipe, model, own=None):
+def resolve_config(args, model_dir, recipe, smoke_recipe, model, own=None, unhonoured=None):
     """(resolved config, its path): ``--config``, else ``configs/<recipe>`` with
     ``--data_path`` and ``configs/<smoke_recipe>`` (synthetic data) without; then
-    ``--cfg-options`` and the flags on top."""
+    ``--cfg-options`` and the flags on top. ``unhonoured``: ``{flag dest: why}`` for the
+    shared flags this model has no use for; giving one is an error, not a silent no-op."""
+    for dest, why in (unhonoured or {}).items():
+        if getattr(args, dest) not in (None, False):
+            raise UserError(f"--{dest} does not apply to {model.__name__}: {why}; drop it")
     check_input_files(args)
     default = recipe if args.data_path else smoke_recipe
     path = args.config or os.path.join(model_dir, "configs", default)

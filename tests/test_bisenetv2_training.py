@@ -4,11 +4,15 @@ PaddleSeg's flag spellings."""
 import glob
 import os
 
+import pytest
+
 from BiSeNetV2 import train as bisenetv2_train
 from BiSeNetV2.bisenetv2 import BiSeNetV2
 from common.checkpoint import load_file
 from common.config import load_config
 from conftest import BISENETV2, REPO, assert_user_error, run
+
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
 
 TRAIN = os.path.join(BISENETV2, "train.py")
 CONFIGS = os.path.join(BISENETV2, "configs")
@@ -95,3 +99,13 @@ def test_per_head_ohem_and_decode_lr_mult_live_in_bisenetv2_and_survive_resume(
     assert "Resumed from" in resumed.stdout and "Iter(train) [3/4]" in resumed.stdout
     lrs = [g["lr"] for g in load_file(str(work / "iter_4.pth"))["optimizer"]["param_groups"]]
     assert lrs[1] == 10 * lrs[0] and lrs[0] != groups[0]["lr"]  # scheduled, multiplied
+
+
+def test_a_shared_flag_bisenetv2_has_no_use_for_is_refused(tmp_path):
+    """--pretrained loads ImageNet ResNet weights; BiSeNetV2 has no such backbone."""
+    weights = tmp_path / "resnet50.pth"
+    weights.write_bytes(b"")
+    proc = run(["python3", TRAIN, "--pretrained", str(weights), "--work-dir",
+                str(tmp_path / "w")], check=False)
+    assert_user_error(proc, "--pretrained does not apply to BiSeNetV2", "drop it")
+    assert not (tmp_path / "w").exists()
