@@ -201,7 +201,7 @@ def loader_worker_init(_worker_id=None):
 
 class PadCollate:
     """Stack training samples padded to ``size`` (h, w): labels with the ignore index, images
-    with 0 plus their valid (h, w), so the engine can zero the padding after normalisation.
+    with 0 plus their valid (h, w), so the trainer (``common.training.device_batch``) can zero the padding after normalisation.
     That is mmseg's ``SegDataPreProcessor(size=crop_size)``: pad value 0 in normalised space."""
 
     def __init__(self, size, ignore_index=255):

@@ -4,7 +4,7 @@ A train.py reads::
 
     with training.start(NAME, args, cfg, config_path, MODEL_DIR) as rt:   # device, AMP, ranks, log
         ...datasets, model, optimizer (this model's)...
-        loop = training.TrainLoop(NAME, model, optimizer, train_set, evaluate, rt, args)
+        loop = training.TrainLoop(model, optimizer, train_set, evaluate, rt, cfg, args)
         for iteration, images, labels in loop:        # resumed start .. max_iters
             set_lr(optimizer, lr_of(iteration))
             with rt.amp.autocast():

@@ -65,7 +65,8 @@ class RandomCrop:
 
     def choose_box(self, height, width, rng, counts_in):
         """(y1, y2, x1, x2) of the crop. ``counts_in(box)`` gives the label's pixel count per
-        value 0..255 inside a box (``np.bincount`` here, ``torch.bincount`` on the device);
+        value 0..255 inside a box (OpenCV's histogram here, see :func:`label_counts`;
+        ``torch.bincount`` on the device);
         mmseg counts with ``np.unique``, which gives the same non-zero counts."""
         box = self._box(height, width, rng)
         if self.cat_max_ratio < 1.0:
