@@ -21,6 +21,8 @@ from PIL import Image
 
 from conftest import BISENETV1, REPO, run
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 DEVICE_ID = "61"      # test/output/61: this module's launch-script runs
 CASE_TIMEOUT = 120    # seconds; a case still running then is a hang
 TRAIN = os.path.join(BISENETV1, "train.py")

@@ -23,6 +23,8 @@ from common.cityscapes import LABEL_ID_TO_TRAIN_ID
 from conftest import FIXTURES, REPO, assert_user_error, run
 from fixture_weights import fill_state_dict
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 TRAIN = os.path.join(REPO, "BiSeNetV1", "train.py")
 
 

@@ -65,6 +65,7 @@ def test_converter_output_and_idempotence(synthetic_root, tmp_path):
     assert convert_cityscapes(str(root), nproc=1) == (0, written)  # second run: nothing to do
 
 
+@pytest.mark.e2e
 def test_converter_cli(synthetic_root):
     proc = run(["python3", "-m", "common.tools.convert_cityscapes", synthetic_root, "--nproc", "2"])
     assert "already present" in proc.stdout

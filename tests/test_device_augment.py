@@ -75,6 +75,7 @@ def test_resized_samples_keep_image_and_label_aligned():
         assert (labels[0, h:] == 255).all() and (labels[0, :, w:] == 255).all()
 
 
+@pytest.mark.e2e
 def test_training_with_device_augment_and_channels_last(tiny_config, synthetic_root, tmp_path):
     proc = run(["python3", f"{BISENETV1}/train.py", "--config", tiny_config, "--work-dir",
                 str(tmp_path), "--device", "cpu", "--device-augment", "--channels-last",

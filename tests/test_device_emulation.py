@@ -193,6 +193,7 @@ def newest_checkpoint(work_dir):
     return max(work_dir.glob("iter_*.pth"), key=lambda p: int(p.stem.split("_")[1]))
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model", list(MODELS))
 def test_every_models_benchmark_on_an_emulated_npu(model, tiny_configs):
     """The benchmark's fast paths take the device's memory format (contiguous on npu) and its
@@ -205,6 +206,7 @@ def test_every_models_benchmark_on_an_emulated_npu(model, tiny_configs):
     assert "not npu" in proc.stdout and "ONNX Runtime" not in proc.stdout
 
 
+@pytest.mark.e2e
 def test_mixed_precision_training_on_an_emulated_cuda_gpu(tiny_config, tmp_path):
     """CUDA's fused SGD and GradScaler, fp16 autocast and NHWC training, evaluation in fp32."""
     work = tmp_path / "work"
@@ -218,12 +220,14 @@ def test_mixed_precision_training_on_an_emulated_cuda_gpu(tiny_config, tmp_path)
                if v.is_floating_point())
 
 
+@pytest.mark.e2e
 def test_benchmark_refuses_channels_last_on_an_emulated_npu():
     proc = run([sys.executable, "-m", "common.tools.benchmark", "--model", "BiSeNetV2",
                 "--channels-last", "--only", "infer"], env=emulated_env("npu"), check=False)
     assert_user_error(proc, "--channels-last", "not supported on")
 
 
+@pytest.mark.e2e
 def test_compile_is_refused_where_inductor_generates_no_code(tiny_config, tmp_path):
     proc = run([sys.executable, os.path.join(REPO, "BiSeNetV1", "train.py"), "--config",
                 tiny_config, "--work-dir", str(tmp_path / "w"), "--compile"],

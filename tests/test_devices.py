@@ -69,6 +69,7 @@ def test_static_loss_scaler_unscales_in_one_pass():
     assert scaler.skipped and all(torch.equal(p.detach(), torch.ones(3)) for p in params)
 
 
+@pytest.mark.e2e
 def test_torch_npu_that_does_not_import_is_an_error_not_a_cpu_run(tiny_config,
                                                                    synthetic_root, tmp_path):
     """torch_npu installed without a CANN runtime: --device auto stops with one line instead
@@ -83,6 +84,7 @@ def test_torch_npu_that_does_not_import_is_an_error_not_a_cpu_run(tiny_config,
     assert not (tmp_path / "w" / "iter_1.pth").exists()
 
 
+@pytest.mark.e2e
 def test_nodes_without_a_shared_work_dir_stop_instead_of_hanging(tiny_config, synthetic_root,
                                                                   tmp_path):
     """Two one-process "nodes" on localhost, each with its own work dir: only rank 0 wrote
@@ -154,6 +156,7 @@ def two_processes(tiny_config, work, *extra):
     return [(p, *p.communicate(timeout=300)) for p in procs]
 
 
+@pytest.mark.e2e
 def test_every_rank_keeps_its_own_rng_and_rank0_alone_checks_the_data(tiny_config,
                                                                       synthetic_root, tmp_path):
     for proc, _, err in two_processes(tiny_config, tmp_path / "rng", "--max_iters", "2"):

@@ -18,6 +18,8 @@ from common.visualize import IGNORE_COLOUR, WRONG_COLOUR
 from conftest import BISENETV1, run
 from test_scripts import free_port, result_log, script
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 TRAIN = os.path.join(BISENETV1, "train.py")
 
 

@@ -21,6 +21,8 @@ from ICNet.icnet import ICNet
 from PSPNet import voc
 from PSPNet.pspnet import PSPNet
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 # model -> (fixture manifest, smoke config, network)
 CASES = {
     "BiSeNetV1": ("BiSeNetV1_r18", "bisenetv1_r18-d32_synthetic-smoke.yaml",

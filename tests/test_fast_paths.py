@@ -70,6 +70,7 @@ def training_step(net, fast_layout, opt_level):
                                   if p.grad is not None}
 
 
+@pytest.mark.e2e
 def test_fast_training_step_computes_the_same_function():
     net = network("BiSeNetV2").train()
     loss, grads = training_step(net, False, "O0")
@@ -84,6 +85,7 @@ def test_fast_training_step_computes_the_same_function():
     assert cosine > 0.95, float(cosine)  # measured 0.98-0.99
 
 
+@pytest.mark.e2e
 def test_benchmark_entry_point_writes_its_table(tmp_path, synthetic_root):
     out = tmp_path / "bench.json"
     proc = run([sys.executable, "-m", "common.tools.benchmark", "--model", "BiSeNetV2", "--device",
@@ -105,6 +107,7 @@ def test_benchmark_entry_point_writes_its_table(tmp_path, synthetic_root):
     assert proc.returncode == 2 and "--batch 1 is too small" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_mmseg_comparison_needs_mmseg_and_says_so():
     if importlib.util.find_spec("mmseg") is not None:
         pytest.skip("mmseg is installed here: the comparison would run")

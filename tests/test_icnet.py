@@ -17,6 +17,8 @@ from conftest import FIXTURES, ICNET, assert_user_error, run
 from fixture_weights import fill_state_dict
 from ICNet.icnet import ICNet
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 CONFIGS = os.path.join(ICNET, "configs")
 
 

@@ -108,6 +108,7 @@ runpy.run_path(train_py, run_name="__main__")
 """
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("model", MODEL_DIRS)
 def test_path_to_the_first_optimizer_step(model, tiny_configs, synthetic_root, tmp_path):
     """As ``bash test/train_full_1p.sh --data_path=...`` runs it (real data: no generator)."""

@@ -7,8 +7,12 @@ import select
 import subprocess
 import time
 
+import pytest
+
 from common.logfmt import parse_log
 from conftest import BISENETV1, REPO, run
+
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
 
 LOG = os.path.join(BISENETV1, "test", "output", "0.running", "train_0.log")
 

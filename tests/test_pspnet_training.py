@@ -2,6 +2,7 @@
 --sync_bn."""
 import os
 
+import pytest
 import torch
 
 from common.config import load_config
@@ -10,6 +11,8 @@ from common.resnet import ResNet, resnet_v1c
 from common.training import Runtime, to_sync_bn
 from conftest import PSPNET, run
 from PSPNet.pspnet import PSPNet
+
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
 
 CONFIGS = os.path.join(PSPNET, "configs")
 

@@ -18,6 +18,8 @@ from BiSeNetV1.bisenetv1 import BiSeNetV1
 from conftest import BISENETV1, REPO, assert_user_error, run
 from test_scripts import free_port, result_log, script
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 TRAIN = os.path.join(BISENETV1, "train.py")
 MAX_ITERS = 10
 # deterministic CPU run, a checkpoint every iteration, no evaluation

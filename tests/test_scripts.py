@@ -11,6 +11,8 @@ import pytest
 from conftest import (BISENETV1, MODELS, REPO, assert_user_error, cann_sourcings,
                       emulated_env, fake_cann_env, run)
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 # The runs that train with evaluation and evaluate (1 and 2 processes), and the 2-process
 # performance run, go as on an Ascend 910 (the device emulation: no channels_last, no float64
 # collectives, torch_npu's scaler, pinning with a device); the others on the CPU as it is.

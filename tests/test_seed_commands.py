@@ -21,6 +21,8 @@ from common.result_log import result_fields
 from conftest import FIXTURES, REPO, run
 from fixture_weights import fill_state_dict
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 BISENETV1, BISENETV2 = os.path.join(REPO, "BiSeNetV1"), os.path.join(REPO, "BiSeNetV2")
 PSPNET, ICNET = os.path.join(REPO, "PSPNet"), os.path.join(REPO, "ICNet")
 

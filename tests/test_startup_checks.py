@@ -9,6 +9,8 @@ import pytest
 import common
 from common import startup_problem, torch_release, torch_too_old
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

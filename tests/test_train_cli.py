@@ -8,6 +8,8 @@ import torch
 
 from conftest import BISENETV1, assert_user_error, run
 
+pytestmark = pytest.mark.e2e  # runs the project's commands: the full suite, not the unit tier
+
 TRAIN = os.path.join(BISENETV1, "train.py")
 
 

@@ -52,6 +52,7 @@ def test_converter_masks_equal_the_mat_files(voc_root):
         assert png.mode == "P" and np.array_equal(np.array(png), mask)
 
 
+@pytest.mark.e2e
 def test_converter_cli_is_idempotent_and_parallel(voc_root, tmp_path):
     root = tmp_path / "VOCdevkit"
     shutil.copytree(voc_root, root)
