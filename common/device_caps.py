@@ -104,7 +104,8 @@ def overflow_check(device_type):
 def check_compile(device_type):
     """``--compile`` on a device inductor does not generate code for is a one-line error."""
     if not caps(device_type).compile:
-        raise UserError(f"--compile (runtime.compile) is not supported on {device_type} "
+        raise UserError(f"--compile (runtime.compile) is not supported on "
+                        f"{caps(device_type).kind} "
                         "(torch.compile's inductor targets cpu and cuda); drop it")
 
 
@@ -112,4 +113,5 @@ def check_channels_last(device_type):
     """``--channels-last`` on a device without NHWC support is a one-line error."""
     if not caps(device_type).channels_last:
         raise UserError(f"--channels-last (runtime.channels_last) is not supported on "
-                        f"{device_type} (torch_npu copies only contiguous tensors); drop it")
+                        f"{caps(device_type).kind} (torch_npu copies only contiguous tensors); "
+                        "drop it")
